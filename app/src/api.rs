@@ -1,0 +1,7 @@
+//! Server functions and the DTOs they exchange with the browser, one file per area. Each server function
+//! is a thin adapter: take the platform handle from context, call one core function, map to a DTO.
+
+pub mod error;
+pub mod system;
+
+pub use error::AppError;

@@ -1,0 +1,62 @@
+//! The document shell, the router, and the route table.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::path;
+
+use crate::pages::dashboard::{
+    AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage, SettingsPage,
+};
+use crate::pages::{LandingPage, NotFoundPage};
+
+/// The HTML document rendered around the app on the server. The hydration scripts carry the per-request
+/// CSP nonce (provided by the server as context), so no inline script runs without it.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="dark light" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/deployclaw.css" />
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
+        <Meta
+            name="description"
+            content="Deploy OpenClaw AI agents into isolated, locked-down containers with an encrypted vault, enforced permissions and a tamper-evident audit trail."
+        />
+        <Title formatter=|text: String| {
+            if text.is_empty() { "DeployClaw".to_string() } else { format!("{text} · DeployClaw") }
+        } />
+        <Router>
+            <Routes fallback=NotFoundPage>
+                <Route path=path!("/") view=LandingPage />
+                <ParentRoute path=path!("/dashboard") view=DashboardLayout>
+                    <Route path=path!("") view=OverviewPage />
+                    <Route path=path!("agents") view=AgentsPage />
+                    <Route path=path!("credentials") view=CredentialsPage />
+                    <Route path=path!("audit") view=AuditPage />
+                    <Route path=path!("billing") view=BillingPage />
+                    <Route path=path!("settings") view=SettingsPage />
+                    <Route path=path!("admin") view=AdminPage />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

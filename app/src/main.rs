@@ -1,0 +1,7 @@
+//! The `deployclaw` server binary.
+#![forbid(unsafe_code)]
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    deployclaw_app::server::main().await
+}

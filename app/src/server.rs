@@ -1,0 +1,151 @@
+//! The server around the platform core (only with feature `ssr`): command line, telemetry, security
+//! headers, the axum router, and graceful shutdown.
+
+mod cli;
+pub mod headers;
+pub mod router;
+pub mod telemetry;
+
+use std::process::ExitCode;
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use clap::Parser;
+use deployclaw::config::{Config, ConfigFile};
+use deployclaw::Platform;
+use tokio::net::TcpListener;
+
+pub use router::{build_router, AppState};
+
+/// Runs the `deployclaw` binary: parses the command line and dispatches. Every failure is printed with a
+/// clear message and a non-zero exit code; nothing limps on.
+pub async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let file = cli.config.clone().map(ConfigFile::Path).unwrap_or_default();
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("deployclaw: invalid configuration: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    match cli.command.unwrap_or_default() {
+        cli::Command::CheckConfig => {
+            println!("{}", config.summary());
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        cli::Command::Migrate => {
+            telemetry::init(&config.log);
+            match migrate(&config).await {
+                Ok(version) => {
+                    println!("database {} migrated; schema at version {version}", config.database.target.describe());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("deployclaw: migration failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        cli::Command::Serve => {
+            telemetry::init(&config.log);
+            match serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server stopped with an error");
+                    eprintln!("deployclaw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> Result<String, Box<dyn std::error::Error>> {
+    let db = deployclaw::db::Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let status = db.migration_status().await?;
+    db.close().await;
+    Ok(status.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()))
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    tracing::info!(
+        mode = ?config.mode,
+        database = %config.database.target.describe(),
+        sources = %config.sources.join(" < "),
+        "starting DeployClaw {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let deployclaw::config::DatabaseTarget::Sqlite { path } = &config.database.target {
+        tracing::info!(path = %path.display(), "using the embedded SQLite database");
+    }
+    let addr = config.server.addr;
+    let grace = config.server.shutdown_grace;
+    let platform = Platform::start(config).await?;
+    let app = build_router(platform.clone())?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        "listening on http://{} (public URL {})",
+        listener.local_addr()?,
+        platform.config().server.public_url
+    );
+    serve_until_signal(listener, app, grace, shutdown_signal()).await?;
+    platform.db().close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Serves `app` until `signal` resolves, then stops accepting connections and gives in-flight requests up to
+/// `grace` to finish.
+pub async fn serve_until_signal(
+    listener: TcpListener,
+    app: axum::Router,
+    grace: Duration,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result,
+        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,120 @@
+//! The axum router: Leptos pages and server functions, health probes, static files, and the layers every
+//! request passes through (request id, tracing, body limit, panic catcher, security headers).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use axum::Router;
+use deployclaw::Platform;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+
+use super::headers::{provide_request_nonce, security_headers, HeaderPolicy};
+use crate::app::{shell, App};
+
+/// Largest request body we accept anywhere (server functions, later webhooks); bigger gets 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Router state: what handlers and server functions can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub platform: Platform,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(s: &AppState) -> Self {
+        s.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Platform {
+    fn from_ref(s: &AppState) -> Self {
+        s.platform.clone()
+    }
+}
+
+/// The Leptos site options, from our configuration (not from Cargo.toml at run time).
+pub fn leptos_options(platform: &Platform) -> LeptosOptions {
+    let server = &platform.config().server;
+    LeptosOptions::builder()
+        .output_name("deployclaw")
+        .site_root(server.site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(server.addr)
+        .build()
+}
+
+/// Builds the whole application router around `platform`.
+pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
+    let leptos_options = leptos_options(&platform);
+    let routes = generate_route_list(App);
+    let state = AppState { leptos_options: leptos_options.clone(), platform: platform.clone() };
+    let policy = HeaderPolicy { hsts: platform.config().server.is_tls() };
+
+    let context = {
+        let platform = platform.clone();
+        move || {
+            provide_context(platform.clone());
+            provide_request_nonce();
+        }
+    };
+
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(policy, security_headers))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            tracing::error!("a request handler panicked");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
+        }))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let request_id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    tracing::info_span!("request", %request_id, method = %req.method(), uri = %req.uri())
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                })
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    Ok(router)
+}
+
+/// Liveness: the process is up and answering. Never touches the database.
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "ok": true, "status": "live" }))
+}
+
+/// Readiness: the database answers and its schema matches this binary. 503 otherwise, with the reason.
+async fn readyz(State(platform): State<Platform>) -> Response {
+    let readiness = platform.readiness().await;
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(readiness)).into_response()
+}

@@ -1,0 +1,112 @@
+# shellcheck shell=bash
+# Shared setup for scripts/run and scripts/test: installs what is missing, from the package registries
+# only (Debian packages, crates.io, npm), and nothing that is already there. Safe to run again and again.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="${DEPLOYCLAW_CACHE:-$HOME/.cache/deployclaw}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+TOOLS="$CACHE/tools"
+export PATH="$HOME/.cargo/bin:$TOOLS/node_modules/.bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.10
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate version in Cargo.lock
+BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 emits WASM that fails to hydrate
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+ensure_debs() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || ensure_debs nodejs npm
+}
+
+ensure_build_tools() {
+  ensure_rust
+  ensure_node
+  ensure_debs pkg-config
+  if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (one time, ~20 minutes on 2 cores)"
+    cargo install "cargo-leptos@$CARGO_LEPTOS_VERSION" --locked
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+    log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (one time, ~4 minutes)"
+    # Not --locked: its lockfile pins a crate version the registry no longer serves.
+    cargo install "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"
+  fi
+  if ! wasm-opt --version 2>/dev/null | grep -q "version ${BINARYEN_VERSION%%.*}"; then
+    log "installing wasm-opt from npm binaryen@$BINARYEN_VERSION"
+    mkdir -p "$TOOLS"
+    npm install --silent --no-fund --no-audit --prefix "$TOOLS" "binaryen@$BINARYEN_VERSION" >/dev/null
+  fi
+}
+
+build_release() {
+  log "building the release server and WASM bundle (cargo leptos build --release)"
+  (cd "$ROOT" && cargo leptos build --release)
+}
+
+# PostgreSQL for the database tests: Debian's server, a local cluster started without systemd, and a
+# test role that may create databases (each test makes its own). The password is a local test value.
+PG_TEST_ROLE=deployclaw_test
+PG_TEST_PASSWORD=deployclaw_test_only
+ensure_postgres() {
+  ensure_debs postgresql postgresql-client
+  local cluster ver name port status
+  cluster=$(pg_lsclusters --no-header 2>/dev/null | head -n 1)
+  if [ -z "$cluster" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+    log "creating PostgreSQL $ver cluster"
+    as_root pg_createcluster "$ver" main >/dev/null
+    cluster=$(pg_lsclusters --no-header | head -n 1)
+  fi
+  read -r ver name port status _ <<<"$cluster"
+  if [ "$status" != "online" ]; then
+    log "starting PostgreSQL $ver/$name on port $port"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start
+  fi
+  local i
+  for i in $(seq 1 30); do
+    as_root runuser -u postgres -- pg_isready -q -p "$port" && break
+    sleep 1
+  done
+  as_root runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 -d postgres <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_TEST_ROLE') THEN
+    CREATE ROLE $PG_TEST_ROLE LOGIN CREATEDB PASSWORD '$PG_TEST_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+  # Databases left behind by an interrupted earlier run.
+  local leftovers
+  leftovers=$(as_root runuser -u postgres -- psql -At -p "$port" -d postgres -c \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'dc_test_%'")
+  for db in $leftovers; do
+    as_root runuser -u postgres -- psql -q -p "$port" -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+  export DEPLOYCLAW_TEST_POSTGRES_URL="postgres://$PG_TEST_ROLE:$PG_TEST_PASSWORD@127.0.0.1:$port/postgres"
+}

@@ -1,0 +1,545 @@
+//! Typed, layered configuration.
+//!
+//! Layers, later ones winning: built-in defaults, then a TOML file (`--config FILE`, `DEPLOYCLAW_CONFIG`, or
+//! `deployclaw.toml` in the working directory when present), then `DEPLOYCLAW_*` environment variables with
+//! nested keys joined by `__` (`DEPLOYCLAW_SERVER__ADDR=0.0.0.0:3000`), and finally the conventional
+//! `DATABASE_URL`. The result is validated once, at startup; every error names the key at fault and where
+//! the bad value came from. Secrets (the database URL may hold a password) are redacted in `Debug`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Environment variable prefix of every configuration key.
+pub const ENV_PREFIX: &str = "DEPLOYCLAW_";
+/// Environment variable naming the configuration file.
+pub const CONFIG_FILE_ENV: &str = "DEPLOYCLAW_CONFIG";
+/// File read from the working directory when no other file is named and it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "deployclaw.toml";
+
+/// `DEPLOYCLAW_*` variables that are not configuration keys (tooling, tests, later: key material).
+const NON_CONFIG_ENV: &[&str] = &["config", "master_keys", "master_key_file"];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["test_", "e2e_"];
+
+/// How the platform runs. `Embedded` is the zero-setup default (SQLite under the data dir, plain HTTP on
+/// loopback); `Production` refuses the conveniences that are unsafe on a public host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Embedded,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The validated configuration. Built only by [`Config::load`] / [`Config::from_figment`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    /// Where each layer came from, for `check-config` and the startup log.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Socket the HTTP server binds.
+    pub addr: SocketAddr,
+    /// The origin users reach us at (scheme, host, port). Drives HSTS, secure cookies and origin checks.
+    pub public_url: Url,
+    /// Folder holding the built site (`pkg/` with the WASM bundle, CSS, public assets).
+    pub site_root: PathBuf,
+    /// How long in-flight requests get to finish after SIGTERM/Ctrl-C.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// True when the public origin is HTTPS: cookies get `Secure` and responses carry HSTS.
+    pub fn is_tls(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The public origin as a browser sends it in `Origin` (`scheme://host[:port]`, no path).
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub target: DatabaseTarget,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+/// Which database the platform uses.
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// The embedded default: one SQLite file.
+    Sqlite { path: PathBuf },
+    /// Production: a PostgreSQL server. The URL may carry a password, so it stays secret.
+    Postgres { url: SecretString },
+}
+
+impl DatabaseTarget {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// A description safe to log: the SQLite path, or the PostgreSQL host and database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite:{}", path.display()),
+            Self::Postgres { url } => match Url::parse(url.expose_secret()) {
+                Ok(u) => format!(
+                    "postgres://{}{}{}",
+                    u.host_str().unwrap_or("(socket)"),
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    u.path()
+                ),
+                Err(_) => "postgres://(unparseable)".to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Self::Postgres { .. } => f.debug_struct("Postgres").field("url", &"[redacted]").finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info,deployclaw=debug`.
+    pub filter: String,
+}
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Parse(String),
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { key, message: message.into() }
+    }
+}
+
+/// The raw, unvalidated shape of the configuration, as layers are merged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    mode: Mode,
+    data_dir: PathBuf,
+    server: RawServer,
+    database: RawDatabase,
+    log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    addr: String,
+    public_url: Option<String>,
+    site_root: PathBuf,
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(skip_serializing)]
+    url: Option<SecretString>,
+    max_connections: u32,
+    connect_timeout_secs: u64,
+}
+
+impl fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: LogFormat,
+    filter: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Embedded,
+            data_dir: PathBuf::from("data"),
+            server: RawServer {
+                addr: "127.0.0.1:3000".into(),
+                public_url: None,
+                site_root: PathBuf::from("target/site"),
+                shutdown_grace_secs: 20,
+            },
+            database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
+            log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
+        }
+    }
+}
+
+/// Where the configuration file comes from.
+#[derive(Debug, Clone, Default)]
+pub enum ConfigFile {
+    /// `DEPLOYCLAW_CONFIG`, else `deployclaw.toml` when it exists, else none.
+    #[default]
+    Discover,
+    /// A file that must exist.
+    Path(PathBuf),
+    /// No file at all (tests).
+    None,
+}
+
+impl Config {
+    /// Loads the configuration from all layers and the process environment, and validates it.
+    pub fn load(file: ConfigFile) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut sources = vec!["defaults".to_string()];
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+
+        let path = match file {
+            ConfigFile::Path(p) => Some(p),
+            ConfigFile::None => None,
+            ConfigFile::Discover => lookup(CONFIG_FILE_ENV)
+                .map(PathBuf::from)
+                .or_else(|| Path::new(DEFAULT_CONFIG_FILE).exists().then(|| DEFAULT_CONFIG_FILE.into())),
+        };
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            figment = figment.merge(Toml::string(&text));
+            sources.push(format!("file {}", path.display()));
+        }
+
+        let config_env: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+                let ignored = NON_CONFIG_ENV.contains(&key.as_str())
+                    || NON_CONFIG_ENV_PREFIXES.iter().any(|p| key.starts_with(p));
+                (!ignored).then(|| (k.clone(), v.clone()))
+            })
+            .collect();
+        if !config_env.is_empty() {
+            let names: Vec<&str> = config_env.iter().map(|(k, _)| k.as_str()).collect();
+            sources.push(format!("environment {}", names.join(", ")));
+        }
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(NON_CONFIG_ENV)
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    !NON_CONFIG_ENV_PREFIXES.iter().any(|p| key.starts_with(p))
+                })
+                .split("__"),
+        );
+
+        if let Some(url) = lookup("DATABASE_URL").filter(|u| !u.is_empty()) {
+            figment = figment.merge(Serialized::default("database.url", url));
+            sources.push("environment DATABASE_URL".into());
+        }
+
+        let raw: RawConfig = figment.extract().map_err(|e| {
+            ConfigError::Parse(e.into_iter().map(|e| describe_figment_error(&e)).collect::<Vec<_>>().join("; "))
+        })?;
+        validate(raw, sources)
+    }
+
+    /// A human-readable, secret-free summary for `check-config` and the startup log.
+    pub fn summary(&self) -> String {
+        format!(
+            "mode: {:?}\ndata_dir: {}\nserver.addr: {}\nserver.public_url: {}\nserver.site_root: {}\n\
+             database: {}\nlog.format: {:?}\nlog.filter: {}\nsources: {}",
+            self.mode,
+            self.data_dir.display(),
+            self.server.addr,
+            self.server.public_url,
+            self.server.site_root.display(),
+            self.database.target.describe(),
+            self.log.format,
+            self.log.filter,
+            self.sources.join(" < "),
+        )
+    }
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = if e.path.is_empty() { String::new() } else { format!("configuration key `{}`: ", e.path.join(".")) };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => format!(" (from {} {src})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    format!("{key}{}{source}", e.kind)
+}
+
+fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError> {
+    let addr: SocketAddr = raw
+        .server
+        .addr
+        .parse()
+        .map_err(|_| ConfigError::invalid("server.addr", format!("{:?} is not an IP:port socket address", raw.server.addr)))?;
+
+    let public_url = match &raw.server.public_url {
+        Some(text) => {
+            let url = Url::parse(text)
+                .map_err(|e| ConfigError::invalid("server.public_url", format!("{text:?} is not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::invalid("server.public_url", "must be an http:// or https:// URL with a host"));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                return Err(ConfigError::invalid("server.public_url", "must be an origin only (no path or query)"));
+            }
+            url
+        }
+        None => {
+            let host: IpAddr = if addr.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+            let authority = SocketAddr::new(host, addr.port());
+            Url::parse(&format!("http://{authority}")).expect("socket address forms a valid URL")
+        }
+    };
+
+    if raw.server.shutdown_grace_secs > 300 {
+        return Err(ConfigError::invalid("server.shutdown_grace_secs", "must be at most 300 seconds"));
+    }
+    if raw.data_dir.as_os_str().is_empty() {
+        return Err(ConfigError::invalid("data_dir", "must not be empty"));
+    }
+    if !(1..=200).contains(&raw.database.max_connections) {
+        return Err(ConfigError::invalid("database.max_connections", "must be between 1 and 200"));
+    }
+    if !(1..=120).contains(&raw.database.connect_timeout_secs) {
+        return Err(ConfigError::invalid("database.connect_timeout_secs", "must be between 1 and 120 seconds"));
+    }
+
+    let target = match &raw.database.url {
+        None => DatabaseTarget::Sqlite { path: raw.data_dir.join("deployclaw.db") },
+        Some(url) => parse_database_url(url)?,
+    };
+
+    if raw.mode == Mode::Production {
+        if public_url.scheme() != "https" {
+            return Err(ConfigError::invalid(
+                "server.public_url",
+                "production mode needs an https:// public URL (cookies are Secure, HSTS is sent)",
+            ));
+        }
+        if raw.database.url.is_none() {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "production mode needs an explicit database URL (DATABASE_URL=postgres://...)",
+            ));
+        }
+    }
+
+    if raw.log.filter.trim().is_empty() {
+        return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
+    }
+
+    Ok(Config {
+        mode: raw.mode,
+        data_dir: raw.data_dir,
+        server: ServerConfig {
+            addr,
+            public_url,
+            site_root: raw.server.site_root,
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+        },
+        database: DatabaseConfig {
+            target,
+            max_connections: raw.database.max_connections,
+            connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
+        },
+        log: LogConfig { format: raw.log.format, filter: raw.log.filter },
+        sources,
+    })
+}
+
+fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError> {
+    let text = url.expose_secret();
+    if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "a SQLite URL must name a file (sqlite://path/to/file.db); in-memory databases lose data",
+            ));
+        }
+        return Ok(DatabaseTarget::Sqlite { path: PathBuf::from(path) });
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        // Parse to validate, but never echo the URL: it may hold a password.
+        Url::parse(text).map_err(|e| ConfigError::invalid("database.url", format!("not a valid PostgreSQL URL ({e})")))?;
+        return Ok(DatabaseTarget::Postgres { url: url.clone() });
+    }
+    let scheme = text.split(':').next().unwrap_or_default();
+    let scheme = if scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) { scheme } else { "?" };
+    Err(ConfigError::invalid(
+        "database.url",
+        format!("unsupported scheme {scheme:?}: use sqlite://FILE or postgres://..."),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use figment::Jail;
+
+    /// Loads with exactly `pairs` as the environment's configuration variables. `Jail` serialises tests
+    /// that touch the process environment and restores it afterwards.
+    fn load_file(file: ConfigFile, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut result = None;
+        Jail::expect_with(|jail| {
+            for (k, _) in std::env::vars() {
+                if k.starts_with(ENV_PREFIX) || k == "DATABASE_URL" {
+                    std::env::remove_var(&k);
+                }
+            }
+            for (k, v) in pairs {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load(file.clone()));
+            Ok(())
+        });
+        result.expect("jail ran")
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        load_file(ConfigFile::None, pairs)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_platform_on_loopback() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.mode, Mode::Embedded);
+        assert_eq!(c.server.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:3000/");
+        assert!(matches!(&c.database.target, DatabaseTarget::Sqlite { path } if path == Path::new("data/deployclaw.db")));
+        assert!(!c.server.is_tls());
+    }
+
+    #[test]
+    fn file_then_env_layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[server]\naddr = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\n[log]\nformat = \"json\"\n").unwrap();
+        let c = load_file(
+            ConfigFile::Path(file),
+            &[("DEPLOYCLAW_SERVER__ADDR", "127.0.0.1:5000"), ("DEPLOYCLAW_TEST_POSTGRES_URL", "ignored")],
+        )
+        .unwrap();
+        assert_eq!(c.server.addr.port(), 5000, "env wins over file");
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(5), "file wins over defaults");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.sources.iter().any(|s| s.contains("DEPLOYCLAW_SERVER__ADDR")));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load(&[("DEPLOYCLAW_SERVER__ADDR", "not-an-address")]).unwrap_err().to_string();
+        assert!(err.contains("server.addr"), "{err}");
+        let err = load(&[("DEPLOYCLAW_DATABASE__MAX_CONNECTIONS", "lots")]).unwrap_err().to_string();
+        assert!(err.contains("database.max_connections"), "{err}");
+        let err = load(&[("DEPLOYCLAW_LOG__FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(err.contains("log.format"), "{err}");
+        let err = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "ftp://example.com")]).unwrap_err().to_string();
+        assert!(err.contains("server.public_url"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
+        let err = load(&[("DEPLOYCLAW_SERVER__ADRR", "127.0.0.1:1")]).unwrap_err().to_string();
+        assert!(err.contains("adrr"), "{err}");
+    }
+
+    #[test]
+    fn bad_file_names_the_file() {
+        let err = load_file(ConfigFile::Path("/nonexistent/deployclaw.toml".into()), &[]).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/deployclaw.toml"));
+    }
+
+    #[test]
+    fn database_url_selects_postgres_and_is_never_printed() {
+        let c = load(&[("DATABASE_URL", "postgres://app:s3cr3tpw@db.example:5432/deployclaw")]).unwrap();
+        assert_eq!(c.database.target.backend_name(), "postgres");
+        let shown = format!("{c:?}\n{}", c.summary());
+        assert!(!shown.contains("s3cr3tpw"), "password leaked: {shown}");
+        assert!(shown.contains("db.example:5432/deployclaw"));
+    }
+
+    #[test]
+    fn unsupported_database_schemes_are_refused_without_echoing_the_url() {
+        let err = load(&[("DATABASE_URL", "mysql://root:pw123456@x/y")]).unwrap_err().to_string();
+        assert!(err.contains("database.url") && err.contains("mysql"), "{err}");
+        assert!(!err.contains("pw123456"));
+        let err = load(&[("DATABASE_URL", "sqlite::memory:")]).unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn production_mode_refuses_plain_http_and_implicit_sqlite() {
+        let err = load(&[("DEPLOYCLAW_MODE", "production")]).unwrap_err().to_string();
+        assert!(err.contains("server.public_url"), "{err}");
+        let err = load(&[("DEPLOYCLAW_MODE", "production"), ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+        let ok = load(&[
+            ("DEPLOYCLAW_MODE", "production"),
+            ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+            ("DATABASE_URL", "postgres://u@db/x"),
+        ])
+        .unwrap();
+        assert!(ok.server.is_tls());
+        assert_eq!(ok.server.public_origin(), "https://deployclaw.example");
+    }
+
+    #[test]
+    fn wildcard_bind_gets_a_loopback_public_url_by_default() {
+        let c = load(&[("DEPLOYCLAW_SERVER__ADDR", "0.0.0.0:8080")]).unwrap();
+        assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
+    }
+}

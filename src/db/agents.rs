@@ -1,0 +1,130 @@
+//! Agents: deployed OpenClaw instances, each owned by one client.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::text_enum::text_enum;
+use super::{AgentId, ClientId, Db, DbError};
+
+text_enum!(
+    /// Where an agent is in its lifecycle.
+    AgentStatus {
+        Provisioning = "provisioning",
+        Running = "running",
+        Stopped = "stopped",
+        Error = "error",
+        Deleting = "deleting",
+    }
+);
+
+/// An agent's name: a DNS label (lower-case letters, digits, hyphens; 1-63; starts with a letter), so it can
+/// appear in hostnames and container labels unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentName(String);
+
+impl AgentName {
+    pub fn parse(input: &str) -> Result<Self, DbError> {
+        let s = input.trim();
+        let valid = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(DbError::Invalid(
+                "an agent name uses a-z, 0-9 and '-', starts with a letter, and is at most 63 characters".into(),
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Agent {
+    pub id: AgentId,
+    pub client_id: ClientId,
+    pub name: String,
+    pub status: AgentStatus,
+    pub template: String,
+    pub container_id: Option<String>,
+    pub config: Json<Value>,
+    pub permissions: Json<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: AgentName,
+    pub template: String,
+    pub config: Value,
+    pub permissions: Value,
+}
+
+const COLUMNS: &str = "id, client_id, name, status, template, container_id, config, permissions, created_at, updated_at";
+
+/// Records a new agent for `client_id` in `provisioning`. `Conflict` if the client already has one by that name.
+pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
+    let sql = format!(
+        "INSERT INTO agents (id, client_id, name, status, template, config, permissions, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+    );
+    let id = AgentId::new();
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(id)
+        .bind(client_id)
+        .bind(new.name.as_str())
+        .bind(&new.template)
+        .bind(Json(&new.config))
+        .bind(Json(&new.permissions))
+        .bind(now)
+        .fetch_one(p)
+        .await?))
+}
+
+/// One agent of `client_id`; `NotFound` for another client's agent.
+pub async fn get(db: &Db, client_id: ClientId, id: AgentId) -> Result<Agent, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1 AND client_id = $2");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
+}
+
+/// The agents of `client_id`, oldest first.
+pub async fn list(db: &Db, client_id: ClientId) -> Result<Vec<Agent>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE client_id = $1 ORDER BY created_at, id");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).bind(client_id).fetch_all(p).await?))
+}
+
+/// Moves an agent of `client_id` to `status`; `NotFound` for another client's agent.
+pub async fn set_status(db: &Db, client_id: ClientId, id: AgentId, status: AgentStatus) -> Result<Agent, DbError> {
+    let sql = format!(
+        "UPDATE agents SET status = $1, updated_at = $2 WHERE id = $3 AND client_id = $4 RETURNING {COLUMNS}"
+    );
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .bind(client_id)
+        .fetch_one(p)
+        .await?))
+}
+
+/// Removes an agent of `client_id` and its credentials; `NotFound` for another client's agent.
+pub async fn delete(db: &Db, client_id: ClientId, id: AgentId) -> Result<(), DbError> {
+    let done = on_pool!(db, |p| sqlx::query("DELETE FROM agents WHERE id = $1 AND client_id = $2")
+        .bind(id)
+        .bind(client_id)
+        .execute(p)
+        .await?
+        .rows_affected());
+    match done {
+        0 => Err(DbError::NotFound),
+        _ => Ok(()),
+    }
+}

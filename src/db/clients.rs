@@ -1,0 +1,84 @@
+//! Clients (tenants): a company or a person. A client's own id is its tenant scope.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::text_enum::text_enum;
+use super::{ClientId, Db, DbError};
+use crate::email::EmailAddress;
+
+text_enum!(
+    /// Whether a client may use the platform.
+    ClientStatus {
+        Active = "active",
+        /// Suspended by an operator: agents stopped, sign-in blocked, reason shown to the customer.
+        Suspended = "suspended",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub email: EmailAddress,
+    pub plan: String,
+    pub status: ClientStatus,
+    pub suspended_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A client as signed up: display name and contact address.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub name: ClientName,
+    pub email: EmailAddress,
+}
+
+/// A client's display name: 1-200 printable characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientName(String);
+
+impl ClientName {
+    pub fn parse(input: &str) -> Result<Self, DbError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(DbError::Invalid("enter a name".into()));
+        }
+        if s.chars().count() > 200 {
+            return Err(DbError::Invalid("a name is at most 200 characters".into()));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(DbError::Invalid("a name cannot contain control characters".into()));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const COLUMNS: &str = "id, name, email, plan, status, suspended_reason, created_at, updated_at";
+
+pub async fn create(db: &Db, new: NewClient) -> Result<Client, DbError> {
+    let now = super::now();
+    let sql = format!(
+        "INSERT INTO clients (id, name, email, plan, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'trial', 'active', $4, $4) RETURNING {COLUMNS}"
+    );
+    let id = ClientId::new();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql)
+        .bind(id)
+        .bind(new.name.as_str())
+        .bind(&new.email)
+        .bind(now)
+        .fetch_one(p)
+        .await?))
+}
+
+/// The client itself; `NotFound` when it does not exist.
+pub async fn get(db: &Db, id: ClientId) -> Result<Client, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql).bind(id).fetch_one(p).await?))
+}

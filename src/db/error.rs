@@ -1,0 +1,44 @@
+use std::borrow::Cow;
+
+/// What can go wrong in a repository call, in terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No row matched - including rows that exist but belong to another tenant.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or reference constraint refused the write (e.g. a duplicate agent name).
+    #[error("conflict: {0}")]
+    Conflict(Cow<'static, str>),
+    /// Input that the database layer refuses before touching the database.
+    #[error("invalid: {0}")]
+    Invalid(Cow<'static, str>),
+    /// Anything else: connection loss, a bug in a query. Logged in detail, shown to users as a generic error.
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                Self::Conflict(Cow::Owned(constraint_description(db.as_ref())))
+            }
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                Self::Conflict(Cow::Borrowed("a referenced record does not exist"))
+            }
+            sqlx::Error::Database(ref db) if db.is_check_violation() => {
+                Self::Invalid(Cow::Owned(constraint_description(db.as_ref())))
+            }
+            other => Self::Other(other),
+        }
+    }
+}
+
+fn constraint_description(e: &dyn sqlx::error::DatabaseError) -> String {
+    match e.constraint() {
+        Some(name) => format!("constraint {name}"),
+        // SQLite does not name constraints in errors; its message names the columns and holds no values.
+        None => e.message().to_string(),
+    }
+}

@@ -1,0 +1,78 @@
+//! Dashboard users. Each belongs to exactly one client and has one role.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::text_enum::text_enum;
+use super::{ClientId, Db, DbError, UserId};
+use crate::email::EmailAddress;
+
+text_enum!(
+    /// What a user may do. `Owner` is the client's first user; `PlatformAdmin` is an operator of this
+    /// DeployClaw installation (admin console), not a customer role.
+    Role {
+        Owner = "owner",
+        Admin = "admin",
+        Member = "member",
+        PlatformAdmin = "platform_admin",
+    }
+);
+
+impl Role {
+    /// May manage the client's team, billing and security settings.
+    pub fn manages_client(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: UserId,
+    pub client_id: ClientId,
+    pub email: EmailAddress,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub totp_enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, client_id, email, display_name, role, totp_enabled, created_at, last_login_at";
+
+/// Adds a user to `client_id`. `Conflict` if the address is already in use (by any client), `Conflict`
+/// too if the client does not exist.
+pub async fn create(db: &Db, client_id: ClientId, email: &EmailAddress, role: Role) -> Result<User, DbError> {
+    let sql = format!(
+        "INSERT INTO users (id, client_id, email, role, totp_enabled, created_at) \
+         VALUES ($1, $2, $3, $4, FALSE, $5) RETURNING {COLUMNS}"
+    );
+    let id = UserId::new();
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql)
+        .bind(id)
+        .bind(client_id)
+        .bind(email)
+        .bind(role)
+        .bind(now)
+        .fetch_one(p)
+        .await?))
+}
+
+/// One user of `client_id`; `NotFound` for a user of another client.
+pub async fn get(db: &Db, client_id: ClientId, id: UserId) -> Result<User, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND client_id = $2");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
+}
+
+/// The users of `client_id`, oldest first.
+pub async fn list(db: &Db, client_id: ClientId) -> Result<Vec<User>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE client_id = $1 ORDER BY created_at, id");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(client_id).fetch_all(p).await?))
+}
+
+/// The sign-in lookup: the only query keyed by something other than the tenant, because at sign-in the
+/// tenant is not known yet. Callers must answer identically whether or not a user was found.
+pub async fn find_for_sign_in(db: &Db, email: &EmailAddress) -> Result<Option<User>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(p).await?))
+}

@@ -1,0 +1,16 @@
+//! DeployClaw platform core (crate `deployclaw`).
+//!
+//! Owns every rule and every query of the platform: configuration, the database layer, the audit trail,
+//! and the secret scrubber used by logs and audit metadata. It knows nothing of Leptos or HTTP routing;
+//! the web app in `app/` calls into it through one cheap-to-clone [`Platform`] handle.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod platform;
+pub mod scrub;
+
+pub use config::Config;
+pub use platform::Platform;

@@ -1,0 +1,147 @@
+//! The [`Platform`] handle: the one entry point the web app holds. Cheap to clone; owns the configuration
+//! and the database pool, and (as capabilities land) the vault, runtime, gateway, billing and mail services.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::pool::ConnectError;
+use crate::db::{Backend, Db, MigrationStatus};
+
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").field("backend", &self.inner.db.backend()).finish_non_exhaustive()
+    }
+}
+
+/// Why the platform could not start. Startup stops on any of these; it never limps on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] ConnectError),
+}
+
+/// Whether the platform can serve requests right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: Check,
+    pub migrations: Check,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What the dashboard shows about the platform itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub backend: Backend,
+    pub schema_version: Option<i64>,
+    pub ready: bool,
+    pub uptime: Duration,
+    pub version: &'static str,
+}
+
+impl Serialize for Backend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Platform {
+    /// Connects to the configured database and applies pending migrations.
+    pub async fn start(config: Config) -> Result<Self, StartupError> {
+        let db = Db::connect(&config.database).await?;
+        db.migrate().await?;
+        Ok(Self::from_parts(config, db))
+    }
+
+    /// Assembles a platform from an already opened database (tests, and `start`).
+    pub fn from_parts(config: Config, db: Db) -> Self {
+        Self { inner: Arc::new(Inner { config, db, started: Instant::now() }) }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Database reachable and schema exactly at this binary's migrations. Bounded: a database that does not
+    /// answer within 3 seconds counts as down.
+    pub async fn readiness(&self) -> Readiness {
+        const LIMIT: Duration = Duration::from_secs(3);
+        let database = match tokio::time::timeout(LIMIT, self.db().ping()).await {
+            Ok(Ok(())) => Check { ok: true, detail: format!("{} reachable", self.db().backend().name()) },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: database ping failed");
+                Check { ok: false, detail: "database unreachable".into() }
+            }
+            Err(_) => Check { ok: false, detail: "database did not answer within 3 s".into() },
+        };
+        let migrations = if !database.ok {
+            Check { ok: false, detail: "unknown (database unreachable)".into() }
+        } else {
+            match tokio::time::timeout(LIMIT, self.db().migration_status()).await {
+                Ok(Ok(s)) => describe_migrations(&s),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "readiness: migration status failed");
+                    Check { ok: false, detail: "cannot read migration state".into() }
+                }
+                Err(_) => Check { ok: false, detail: "migration state did not load within 3 s".into() },
+            }
+        };
+        Readiness { ready: database.ok && migrations.ok, database, migrations }
+    }
+
+    pub async fn status(&self) -> Status {
+        let readiness = self.readiness().await;
+        let schema_version = match readiness.database.ok {
+            true => self.db().migration_status().await.ok().and_then(|s| s.current_version),
+            false => None,
+        };
+        Status {
+            backend: self.db().backend(),
+            schema_version,
+            ready: readiness.ready,
+            uptime: self.inner.started.elapsed(),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+fn describe_migrations(s: &MigrationStatus) -> Check {
+    if s.is_current() {
+        let v = s.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into());
+        return Check { ok: true, detail: format!("schema at version {v}") };
+    }
+    let mut problems = Vec::new();
+    if s.pending > 0 {
+        problems.push(format!("{} migration(s) pending", s.pending));
+    }
+    if s.broken > 0 {
+        problems.push(format!("{} migration(s) failed or modified", s.broken));
+    }
+    if s.unknown > 0 {
+        problems.push(format!("{} migration(s) newer than this binary", s.unknown));
+    }
+    Check { ok: false, detail: problems.join(", ") }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the platform core. Every database test runs twice, on SQLite and on a real
+//! PostgreSQL server, each time on a fresh database of its own.
+
+mod support;
+
+mod audit;
+mod migrations;
+mod tenancy;

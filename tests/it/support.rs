@@ -1,0 +1,150 @@
+//! Fresh databases for tests: a new SQLite file in a temp dir, or a new PostgreSQL database named by a
+//! UUID on the server at `DEPLOYCLAW_TEST_POSTGRES_URL` (scripts/test starts one and sets it).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use deployclaw::config::{DatabaseConfig, DatabaseTarget};
+use deployclaw::db::Db;
+use secrecy::SecretString;
+use sqlx::Connection;
+
+pub const POSTGRES_ENV: &str = "DEPLOYCLAW_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestDb {
+    pub db: Db,
+    pub config: DatabaseConfig,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+fn admin_url() -> String {
+    std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_ENV} is not set: the PostgreSQL half of the database tests needs a server. \
+             Run ./scripts/test, which starts one, or point {POSTGRES_ENV} at a role that may CREATE DATABASE."
+        )
+    })
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).expect("valid postgres URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+impl TestDb {
+    /// An empty database (no migrations applied).
+    pub async fn empty(which: Which) -> Self {
+        match which {
+            Which::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let config = config(DatabaseTarget::Sqlite { path: dir.path().join("nested/data/test.db") });
+                let db = Db::connect(&config).await.expect("open sqlite");
+                Self { db, config, _dir: Some(dir), postgres: None }
+            }
+            Which::Postgres => {
+                let admin = admin_url();
+                let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test PostgreSQL server");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+                conn.close().await.ok();
+                let url = with_database(&admin, &name);
+                let config = config(DatabaseTarget::Postgres { url: SecretString::from(url) });
+                let db = Db::connect(&config).await.expect("open postgres");
+                Self { db, config, _dir: None, postgres: Some((admin, name)) }
+            }
+        }
+    }
+
+    /// A migrated database.
+    pub async fn fresh(which: Which) -> Self {
+        let t = Self::empty(which).await;
+        t.db.migrate().await.expect("migrations apply to a fresh database");
+        t
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match &self.config.target {
+            DatabaseTarget::Sqlite { path } => Some(path.clone()),
+            DatabaseTarget::Postgres { .. } => None,
+        }
+    }
+
+    /// Runs raw SQL outside the platform's API (to prove what the database itself refuses).
+    pub async fn raw_execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        match &self.config.target {
+            DatabaseTarget::Sqlite { path } => {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+                Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
+            }
+            DatabaseTarget::Postgres { url } => {
+                use secrecy::ExposeSecret;
+                let mut c = sqlx::PgConnection::connect(url.expose_secret()).await?;
+                Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
+            }
+        }
+    }
+
+    /// Closes the pool and drops the PostgreSQL database.
+    pub async fn cleanup(self) {
+        self.db.close().await;
+        if let Some((admin, name)) = &self.postgres {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+fn config(target: DatabaseTarget) -> DatabaseConfig {
+    DatabaseConfig { target, max_connections: 5, connect_timeout: Duration::from_secs(10) }
+}
+
+/// Declares a test that runs once per backend: `name::sqlite` and `name::postgres`.
+macro_rules! db_test {
+    ($name:ident, |$t:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let $t = $crate::support::TestDb::fresh($crate::support::Which::Sqlite).await;
+                let $t = { $body; $t };
+                $t.cleanup().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let $t = $crate::support::TestDb::fresh($crate::support::Which::Postgres).await;
+                let $t = { $body; $t };
+                $t.cleanup().await;
+            }
+        }
+    };
+}
+pub(crate) use db_test;
+
+impl TestDb {
+    /// `SELECT COUNT(*) ...` outside the platform's API.
+    pub async fn raw_count(&self, sql: &str) -> i64 {
+        match &self.config.target {
+            DatabaseTarget::Sqlite { path } => {
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+            DatabaseTarget::Postgres { url } => {
+                use secrecy::ExposeSecret;
+                let mut c = sqlx::PgConnection::connect(url.expose_secret()).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+}
