@@ -7,7 +7,9 @@ use std::io::{self, Write};
 use deployclaw::config::{LogConfig, LogFormat};
 use deployclaw::scrub::scrub_text;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// A writer that scrubs each formatted log record before passing it on.
 pub struct ScrubbingWriter<W: Write> {
@@ -60,19 +62,33 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for ScrubbingMakeWriter<M> {
     }
 }
 
-/// Builds the subscriber for `config`, writing through `writer` (scrubbed). `RUST_LOG` overrides the filter.
-pub fn subscriber<M>(config: &LogConfig, writer: M) -> Box<dyn tracing::Subscriber + Send + Sync>
+/// The formatting layer for `format`, writing through `writer` with every record scrubbed.
+pub fn layer<S, M>(format: LogFormat, writer: M) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    // No ANSI colours: escape codes between a key and its value would hide the pair from the scrubber.
+    let base = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(ScrubbingMakeWriter::new(writer));
+    match format {
+        LogFormat::Json => Box::new(base.json().with_current_span(true).with_span_list(false)),
+        LogFormat::Pretty => Box::new(base.with_target(false)),
+    }
+}
+
+/// The log filter: `RUST_LOG` when set and valid, else the configured directive.
+pub fn filter(config: &LogConfig) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Builds the subscriber for `config`, writing through `writer` (scrubbed).
+pub fn subscriber<M>(config: &LogConfig, writer: M) -> impl tracing::Subscriber + Send + Sync
 where
     M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(ScrubbingMakeWriter::new(writer));
-    match config.format {
-        LogFormat::Json => Box::new(builder.json().with_current_span(true).with_span_list(false).finish()),
-        LogFormat::Pretty => Box::new(builder.with_target(false).finish()),
-    }
+    tracing_subscriber::registry().with(filter(config)).with(layer(config.format, writer))
 }
 
 /// Installs the process-wide subscriber (stderr). Safe to call once; later calls are ignored.

@@ -1,0 +1,10 @@
+//! Integration tests of the server: the real router on a real socket (port 0), a real SQLite database per
+//! test, and the real `deployclaw` binary for startup, shutdown and the subcommands.
+
+mod support;
+
+mod binary;
+mod headers;
+mod health;
+mod logging;
+mod pages;

@@ -1,0 +1,52 @@
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn landing_page_explains_the_product() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<html lang=\"en\""));
+    assert!(html.contains("Deploy AI agents you can actually trust with your keys."));
+    assert!(html.contains("How it works"));
+    assert!(html.contains("/pkg/deployclaw.js"), "hydration script is referenced");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_shell_has_navigation_for_every_area() {
+    let app = TestApp::spawn().await;
+    let html = app.get("/dashboard").await.text().await.unwrap();
+    for (href, label) in [
+        ("/dashboard/agents", "Agents"),
+        ("/dashboard/credentials", "Credentials"),
+        ("/dashboard/audit", "Audit"),
+        ("/dashboard/billing", "Billing"),
+        ("/dashboard/settings", "Settings"),
+        ("/dashboard/admin", "Admin"),
+    ] {
+        assert!(html.contains(&format!("href=\"{href}\"")), "missing link to {href}");
+        assert!(html.contains(label), "missing label {label}");
+    }
+    assert!(html.contains("aria-label=\"Dashboard\""), "navigation is labelled");
+    assert!(html.contains("Skip to content"));
+    for path in ["/dashboard/agents", "/dashboard/credentials", "/dashboard/audit", "/dashboard/billing", "/dashboard/settings", "/dashboard/admin"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("aria-current=\"page\""), "{path}: the current section is marked");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_pages_are_a_real_404() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/dashboard/no-such-area").await;
+    assert_eq!(res.status(), 404);
+    assert!(res.text().await.unwrap().contains("Page not found"));
+    let res = app.get("/definitely/not/here").await;
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+}
