@@ -63,11 +63,14 @@ impl ActionType {
         let ok = (3..=64).contains(&s.len())
             && s.contains('.')
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(DbError::Invalid("an action type looks like `area.verb` in lower case".into()))
+            Err(DbError::Invalid(
+                "an action type looks like `area.verb` in lower case".into(),
+            ))
         }
     }
 
@@ -91,7 +94,15 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event of `client_id` with no agent, target, metadata or address; fill in the rest with the builders.
     pub fn new(client_id: Option<ClientId>, actor: Actor, action: ActionType) -> Self {
-        Self { client_id, agent_id: None, actor, action, target: None, metadata: Value::Object(Default::default()), ip: None }
+        Self {
+            client_id,
+            agent_id: None,
+            actor,
+            action,
+            target: None,
+            metadata: Value::Object(Default::default()),
+            ip: None,
+        }
     }
 
     pub fn agent(mut self, agent_id: AgentId) -> Self {
@@ -132,13 +143,25 @@ pub struct AuditEvent {
 
 /// Appends one event and returns its id. Metadata must be a JSON object; secrets in it are scrubbed.
 pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
-    let NewEvent { client_id, agent_id, actor, action, target, mut metadata, ip } = event;
+    let NewEvent {
+        client_id,
+        agent_id,
+        actor,
+        action,
+        target,
+        mut metadata,
+        ip,
+    } = event;
     if !metadata.is_object() {
-        return Err(DbError::Invalid("audit metadata must be a JSON object".into()));
+        return Err(DbError::Invalid(
+            "audit metadata must be a JSON object".into(),
+        ));
     }
     scrub::scrub_json(&mut metadata);
     if metadata.to_string().len() > MAX_METADATA_BYTES {
-        return Err(DbError::Invalid("audit metadata is larger than 8 KiB".into()));
+        return Err(DbError::Invalid(
+            "audit metadata is larger than 8 KiB".into(),
+        ));
     }
     let target = target.map(|t| {
         let clean = scrub::scrub_text(&t).into_owned();
@@ -193,7 +216,14 @@ mod tests {
     fn action_types_are_area_dot_verb() {
         assert!(ActionType::parse("agent.deployed").is_ok());
         assert!(ActionType::parse("auth.code_sent").is_ok());
-        for bad in ["", "deployed", "Agent.Deployed", "agent deployed", ".x", &"a.".repeat(40)] {
+        for bad in [
+            "",
+            "deployed",
+            "Agent.Deployed",
+            "agent deployed",
+            ".x",
+            &"a.".repeat(40),
+        ] {
             assert!(ActionType::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

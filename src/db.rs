@@ -30,7 +30,6 @@ pub use error::DbError;
 pub use ids::{AgentId, AuditEventId, ClientId, CredentialId, UserId};
 pub use pool::{Backend, Db, MigrationStatus};
 
-
 /// The current time, truncated to microseconds so that what we store is exactly what we read back on
 /// both backends (PostgreSQL keeps microseconds).
 pub fn now() -> chrono::DateTime<chrono::Utc> {

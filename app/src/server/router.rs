@@ -15,7 +15,9 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -44,23 +46,34 @@ impl FromRef<AppState> for Platform {
     }
 }
 
-/// The Leptos site options, from our configuration (not from Cargo.toml at run time).
-pub fn leptos_options(platform: &Platform) -> LeptosOptions {
+/// The site layout compiled into the binary (see the comment in `Leptos.toml`).
+pub const SITE_LAYOUT: &str = include_str!("../../../Leptos.toml");
+
+/// The Leptos site options: bundle name and pkg dir from `Leptos.toml`; site root and address from our
+/// configuration.
+pub fn leptos_options(platform: &Platform) -> Result<LeptosOptions, std::io::Error> {
     let server = &platform.config().server;
-    LeptosOptions::builder()
-        .output_name("deployclaw")
+    let layout = leptos::config::get_config_from_str(SITE_LAYOUT)
+        .map_err(|e| std::io::Error::other(format!("Leptos.toml: {e}")))?;
+    Ok(LeptosOptions::builder()
+        .output_name(layout.output_name)
         .site_root(server.site_root.to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(layout.site_pkg_dir)
         .site_addr(server.addr)
-        .build()
+        .build())
 }
 
 /// Builds the whole application router around `platform`.
 pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
-    let leptos_options = leptos_options(&platform);
+    let leptos_options = leptos_options(&platform)?;
     let routes = generate_route_list(App);
-    let state = AppState { leptos_options: leptos_options.clone(), platform: platform.clone() };
-    let policy = HeaderPolicy { hsts: platform.config().server.is_tls() };
+    let state = AppState {
+        leptos_options: leptos_options.clone(),
+        platform: platform.clone(),
+    };
+    let policy = HeaderPolicy {
+        hsts: platform.config().server.is_tls(),
+    };
 
     let context = {
         let platform = platform.clone();
@@ -115,6 +128,41 @@ async fn healthz() -> impl IntoResponse {
 /// Readiness: the database answers and its schema matches this binary. 503 otherwise, with the reason.
 async fn readyz(State(platform): State<Platform>) -> Response {
     let readiness = platform.readiness().await;
-    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(readiness)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SITE_LAYOUT;
+
+    fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"'))
+    }
+
+    /// cargo-leptos builds the site from Cargo.toml's metadata; the server finds it through Leptos.toml.
+    #[test]
+    fn leptos_toml_agrees_with_the_cargo_leptos_build_settings() {
+        let cargo = include_str!("../../../Cargo.toml");
+        let build = &cargo[cargo
+            .find("[[workspace.metadata.leptos]]")
+            .expect("cargo-leptos section")..];
+        for key in ["output-name", "site-root", "site-pkg-dir"] {
+            assert_eq!(
+                value(SITE_LAYOUT, key),
+                value(build, key),
+                "{key} differs between Leptos.toml and Cargo.toml"
+            );
+            assert!(
+                value(SITE_LAYOUT, key).is_some(),
+                "{key} missing from Leptos.toml"
+            );
+        }
+    }
 }

@@ -1,0 +1,59 @@
+import { defineConfig } from "@playwright/test";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as fs from "node:fs";
+
+// The server under test: the release binary and site that `cargo leptos build --release` produced.
+// scripts/test sets these; the defaults match its layout.
+const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), ".cache/deployclaw/target");
+const serverBin = process.env.E2E_SERVER_BIN ?? path.join(targetDir, "release/deployclaw");
+const siteRoot = process.env.E2E_SITE_ROOT ?? path.resolve(__dirname, "../target/site");
+const port = Number(process.env.E2E_PORT ?? 3900);
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-"));
+
+export const baseURL = `http://127.0.0.1:${port}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  forbidOnly: true,
+  reporter: [["list"]],
+  outputDir: "test-results",
+  use: {
+    baseURL,
+    trace: "retain-on-failure",
+    screenshot: "only-on-failure",
+    launchOptions: {
+      // Debian's Chromium: Playwright's own browser download cannot work here.
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+  webServer: {
+    command: `"${serverBin}" serve`,
+    url: `${baseURL}/readyz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: {
+      DEPLOYCLAW_DATA_DIR: dataDir,
+      DEPLOYCLAW_SERVER__ADDR: `127.0.0.1:${port}`,
+      DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
+      DEPLOYCLAW_LOG__FORMAT: "json",
+    },
+  },
+});
