@@ -54,6 +54,7 @@ export default defineConfig({
       DEPLOYCLAW_SERVER__ADDR: `127.0.0.1:${port}`,
       DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
       DEPLOYCLAW_LOG__FORMAT: "json",
+      DEPLOYCLAW_LOG__FILTER: "warn",
     },
   },
 });
