@@ -650,6 +650,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deployclaw.example.toml");
+        let c = load_file(ConfigFile::Path(example), &[]).expect("deployclaw.example.toml loads");
+        assert_eq!(c.server.addr.port(), 3000);
+        assert!(c.sources.iter().any(|s| s.contains("deployclaw.example.toml")));
+    }
+
+    #[test]
     fn wildcard_bind_gets_a_loopback_public_url_by_default() {
         let c = load(&[("DEPLOYCLAW_SERVER__ADDR", "0.0.0.0:8080")]).unwrap();
         assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");

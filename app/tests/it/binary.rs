@@ -66,13 +66,13 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = child.kill();
     panic!("server did not exit within {limit:?}");
@@ -149,7 +149,7 @@ async fn a_failed_migration_stops_startup_with_a_clear_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
     let out = child.wait_with_output().unwrap();
     assert!(!status.success());
     let shown = text(&out);
@@ -183,7 +183,7 @@ async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
         .unwrap();
     assert_eq!(page.status(), 200);
     terminate(&child);
-    let status = wait_exit(&mut child, Duration::from_secs(25));
+    let status = wait_exit(&mut child, Duration::from_secs(25)).await;
     let out = child.wait_with_output().unwrap();
     let logs = text(&out);
     assert!(status.success(), "exit {status}: {logs}");
