@@ -63,14 +63,11 @@ impl ActionType {
         let ok = (3..=64).contains(&s.len())
             && s.contains('.')
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(DbError::Invalid(
-                "an action type looks like `area.verb` in lower case".into(),
-            ))
+            Err(DbError::Invalid("an action type looks like `area.verb` in lower case".into()))
         }
     }
 
@@ -143,25 +140,13 @@ pub struct AuditEvent {
 
 /// Appends one event and returns its id. Metadata must be a JSON object; secrets in it are scrubbed.
 pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
-    let NewEvent {
-        client_id,
-        agent_id,
-        actor,
-        action,
-        target,
-        mut metadata,
-        ip,
-    } = event;
+    let NewEvent { client_id, agent_id, actor, action, target, mut metadata, ip } = event;
     if !metadata.is_object() {
-        return Err(DbError::Invalid(
-            "audit metadata must be a JSON object".into(),
-        ));
+        return Err(DbError::Invalid("audit metadata must be a JSON object".into()));
     }
     scrub::scrub_json(&mut metadata);
     if metadata.to_string().len() > MAX_METADATA_BYTES {
-        return Err(DbError::Invalid(
-            "audit metadata is larger than 8 KiB".into(),
-        ));
+        return Err(DbError::Invalid("audit metadata is larger than 8 KiB".into()));
     }
     let target = target.map(|t| {
         let clean = scrub::scrub_text(&t).into_owned();
@@ -198,7 +183,8 @@ pub async fn recent(
 ) -> Result<Vec<AuditEvent>, DbError> {
     let limit = i64::from(limit.clamp(1, 500));
     let before = before.map(|b| b.0).unwrap_or(i64::MAX);
-    let sql = "SELECT id, client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, ip_address, created_at \
+    let sql =
+        "SELECT id, client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, ip_address, created_at \
                FROM audit_logs WHERE client_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
     Ok(on_pool!(db, |p| sqlx::query_as::<_, AuditEvent>(sql)
         .bind(client_id)
@@ -216,14 +202,7 @@ mod tests {
     fn action_types_are_area_dot_verb() {
         assert!(ActionType::parse("agent.deployed").is_ok());
         assert!(ActionType::parse("auth.code_sent").is_ok());
-        for bad in [
-            "",
-            "deployed",
-            "Agent.Deployed",
-            "agent deployed",
-            ".x",
-            &"a.".repeat(40),
-        ] {
+        for bad in ["", "deployed", "Agent.Deployed", "agent deployed", ".x", &"a.".repeat(40)] {
             assert!(ActionType::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

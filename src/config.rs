@@ -125,10 +125,7 @@ impl fmt::Debug for DatabaseTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
-            Self::Postgres { .. } => f
-                .debug_struct("Postgres")
-                .field("url", &"[redacted]")
-                .finish(),
+            Self::Postgres { .. } => f.debug_struct("Postgres").field("url", &"[redacted]").finish(),
         }
     }
 }
@@ -153,10 +150,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(key: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            key,
-            message: message.into(),
-        }
+        Self::Invalid { key, message: message.into() }
     }
 }
 
@@ -216,15 +210,8 @@ impl Default for RawConfig {
                 site_root: PathBuf::from("target/site"),
                 shutdown_grace_secs: 20,
             },
-            database: RawDatabase {
-                url: None,
-                max_connections: 10,
-                connect_timeout_secs: 10,
-            },
-            log: RawLog {
-                format: LogFormat::Pretty,
-                filter: "info".into(),
-            },
+            database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
+            log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
         }
     }
 }
@@ -252,17 +239,13 @@ impl Config {
         let path = match file {
             ConfigFile::Path(p) => Some(p),
             ConfigFile::None => None,
-            ConfigFile::Discover => lookup(CONFIG_FILE_ENV).map(PathBuf::from).or_else(|| {
-                Path::new(DEFAULT_CONFIG_FILE)
-                    .exists()
-                    .then(|| DEFAULT_CONFIG_FILE.into())
-            }),
+            ConfigFile::Discover => lookup(CONFIG_FILE_ENV)
+                .map(PathBuf::from)
+                .or_else(|| Path::new(DEFAULT_CONFIG_FILE).exists().then(|| DEFAULT_CONFIG_FILE.into())),
         };
         if let Some(path) = path {
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
             figment = figment.merge(Toml::string(&text));
             sources.push(format!("file {}", path.display()));
         }
@@ -296,12 +279,7 @@ impl Config {
         }
 
         let raw: RawConfig = figment.extract().map_err(|e| {
-            ConfigError::Parse(
-                e.into_iter()
-                    .map(|e| describe_figment_error(&e))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+            ConfigError::Parse(e.into_iter().map(|e| describe_figment_error(&e)).collect::<Vec<_>>().join("; "))
         })?;
         validate(raw, sources)
     }
@@ -325,11 +303,7 @@ impl Config {
 }
 
 fn describe_figment_error(e: &figment::Error) -> String {
-    let key = if e.path.is_empty() {
-        String::new()
-    } else {
-        format!("configuration key `{}`: ", e.path.join("."))
-    };
+    let key = if e.path.is_empty() { String::new() } else { format!("configuration key `{}`: ", e.path.join(".")) };
     let source = e
         .metadata
         .as_ref()
@@ -343,17 +317,13 @@ fn describe_figment_error(e: &figment::Error) -> String {
 
 fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError> {
     let addr: SocketAddr = raw.server.addr.parse().map_err(|_| {
-        ConfigError::invalid(
-            "server.addr",
-            format!("{:?} is not an IP:port socket address", raw.server.addr),
-        )
+        ConfigError::invalid("server.addr", format!("{:?} is not an IP:port socket address", raw.server.addr))
     })?;
 
     let public_url = match &raw.server.public_url {
         Some(text) => {
-            let url = Url::parse(text).map_err(|e| {
-                ConfigError::invalid("server.public_url", format!("{text:?} is not a URL: {e}"))
-            })?;
+            let url = Url::parse(text)
+                .map_err(|e| ConfigError::invalid("server.public_url", format!("{text:?} is not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::invalid(
                     "server.public_url",
@@ -361,50 +331,32 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
                 ));
             }
             if url.path() != "/" || url.query().is_some() {
-                return Err(ConfigError::invalid(
-                    "server.public_url",
-                    "must be an origin only (no path or query)",
-                ));
+                return Err(ConfigError::invalid("server.public_url", "must be an origin only (no path or query)"));
             }
             url
         }
         None => {
-            let host: IpAddr = if addr.ip().is_unspecified() {
-                Ipv4Addr::LOCALHOST.into()
-            } else {
-                addr.ip()
-            };
+            let host: IpAddr = if addr.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
             let authority = SocketAddr::new(host, addr.port());
             Url::parse(&format!("http://{authority}")).expect("socket address forms a valid URL")
         }
     };
 
     if raw.server.shutdown_grace_secs > 300 {
-        return Err(ConfigError::invalid(
-            "server.shutdown_grace_secs",
-            "must be at most 300 seconds",
-        ));
+        return Err(ConfigError::invalid("server.shutdown_grace_secs", "must be at most 300 seconds"));
     }
     if raw.data_dir.as_os_str().is_empty() {
         return Err(ConfigError::invalid("data_dir", "must not be empty"));
     }
     if !(1..=200).contains(&raw.database.max_connections) {
-        return Err(ConfigError::invalid(
-            "database.max_connections",
-            "must be between 1 and 200",
-        ));
+        return Err(ConfigError::invalid("database.max_connections", "must be between 1 and 200"));
     }
     if !(1..=120).contains(&raw.database.connect_timeout_secs) {
-        return Err(ConfigError::invalid(
-            "database.connect_timeout_secs",
-            "must be between 1 and 120 seconds",
-        ));
+        return Err(ConfigError::invalid("database.connect_timeout_secs", "must be between 1 and 120 seconds"));
     }
 
     let target = match &raw.database.url {
-        None => DatabaseTarget::Sqlite {
-            path: raw.data_dir.join("deployclaw.db"),
-        },
+        None => DatabaseTarget::Sqlite { path: raw.data_dir.join("deployclaw.db") },
         Some(url) => parse_database_url(url)?,
     };
 
@@ -424,10 +376,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     }
 
     if raw.log.filter.trim().is_empty() {
-        return Err(ConfigError::invalid(
-            "log.filter",
-            "must not be empty (e.g. \"info\")",
-        ));
+        return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
 
     Ok(Config {
@@ -444,20 +393,14 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
             max_connections: raw.database.max_connections,
             connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
         },
-        log: LogConfig {
-            format: raw.log.format,
-            filter: raw.log.filter,
-        },
+        log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         sources,
     })
 }
 
 fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError> {
     let text = url.expose_secret();
-    if let Some(rest) = text
-        .strip_prefix("sqlite://")
-        .or_else(|| text.strip_prefix("sqlite:"))
-    {
+    if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
             return Err(ConfigError::invalid(
@@ -465,23 +408,16 @@ fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError>
                 "a SQLite URL must name a file (sqlite://path/to/file.db); in-memory databases lose data",
             ));
         }
-        return Ok(DatabaseTarget::Sqlite {
-            path: PathBuf::from(path),
-        });
+        return Ok(DatabaseTarget::Sqlite { path: PathBuf::from(path) });
     }
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         // Parse to validate, but never echo the URL: it may hold a password.
-        Url::parse(text).map_err(|e| {
-            ConfigError::invalid("database.url", format!("not a valid PostgreSQL URL ({e})"))
-        })?;
+        Url::parse(text)
+            .map_err(|e| ConfigError::invalid("database.url", format!("not a valid PostgreSQL URL ({e})")))?;
         return Ok(DatabaseTarget::Postgres { url: url.clone() });
     }
     let scheme = text.split(':').next().unwrap_or_default();
-    let scheme = if scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
-        scheme
-    } else {
-        "?"
-    };
+    let scheme = if scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) { scheme } else { "?" };
     Err(ConfigError::invalid(
         "database.url",
         format!("unsupported scheme {scheme:?}: use sqlite://FILE or postgres://..."),
@@ -534,70 +470,49 @@ mod tests {
     fn file_then_env_layers_override_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "[server]\naddr = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\n[log]\nformat = \"json\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[server]\naddr = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
         let c = load_file(
             ConfigFile::Path(file),
-            &[
-                ("DEPLOYCLAW_SERVER__ADDR", "127.0.0.1:5000"),
-                ("DEPLOYCLAW_TEST_POSTGRES_URL", "ignored"),
-            ],
+            &[("DEPLOYCLAW_SERVER__ADDR", "127.0.0.1:5000"), ("DEPLOYCLAW_TEST_POSTGRES_URL", "ignored")],
         )
         .unwrap();
         assert_eq!(c.server.addr.port(), 5000, "env wins over file");
-        assert_eq!(
-            c.server.shutdown_grace,
-            Duration::from_secs(5),
-            "file wins over defaults"
-        );
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(5), "file wins over defaults");
         assert_eq!(c.log.format, LogFormat::Json);
-        assert!(c
-            .sources
-            .iter()
-            .any(|s| s.contains("DEPLOYCLAW_SERVER__ADDR")));
+        assert!(c.sources.iter().any(|s| s.contains("DEPLOYCLAW_SERVER__ADDR")));
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let err = load(&[("DEPLOYCLAW_SERVER__ADDR", "not-an-address")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_SERVER__ADDR", "not-an-address")]).unwrap_err().to_string();
         assert!(err.contains("server.addr"), "{err}");
-        let err = load(&[("DEPLOYCLAW_DATABASE__MAX_CONNECTIONS", "lots")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_DATABASE__MAX_CONNECTIONS", "lots")]).unwrap_err().to_string();
         assert!(err.contains("database.max_connections"), "{err}");
-        let err = load(&[("DEPLOYCLAW_LOG__FORMAT", "xml")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_LOG__FORMAT", "xml")]).unwrap_err().to_string();
         assert!(err.contains("log.format"), "{err}");
-        let err = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "ftp://example.com")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "ftp://example.com")]).unwrap_err().to_string();
         assert!(err.contains("server.public_url"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
-        let err = load(&[("DEPLOYCLAW_SERVER__ADRR", "127.0.0.1:1")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_SERVER__ADRR", "127.0.0.1:1")]).unwrap_err().to_string();
         assert!(err.contains("adrr"), "{err}");
     }
 
     #[test]
     fn bad_file_names_the_file() {
-        let err =
-            load_file(ConfigFile::Path("/nonexistent/deployclaw.toml".into()), &[]).unwrap_err();
+        let err = load_file(ConfigFile::Path("/nonexistent/deployclaw.toml".into()), &[]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/deployclaw.toml"));
     }
 
     #[test]
     fn database_url_selects_postgres_and_is_never_printed() {
-        let c = load(&[(
-            "DATABASE_URL",
-            "postgres://app:s3cr3tpw@db.example:5432/deployclaw",
-        )])
-        .unwrap();
+        let c = load(&[("DATABASE_URL", "postgres://app:s3cr3tpw@db.example:5432/deployclaw")]).unwrap();
         assert_eq!(c.database.target.backend_name(), "postgres");
         let shown = format!("{c:?}\n{}", c.summary());
         assert!(!shown.contains("s3cr3tpw"), "password leaked: {shown}");
@@ -606,42 +521,25 @@ mod tests {
 
     #[test]
     fn unsupported_database_schemes_are_refused_without_echoing_the_url() {
-        let err = load(&[("DATABASE_URL", "mysql://root:pw123456@x/y")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("database.url") && err.contains("mysql"),
-            "{err}"
-        );
+        let err = load(&[("DATABASE_URL", "mysql://root:pw123456@x/y")]).unwrap_err().to_string();
+        assert!(err.contains("database.url") && err.contains("mysql"), "{err}");
         assert!(!err.contains("pw123456"));
-        let err = load(&[("DATABASE_URL", "sqlite::memory:")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DATABASE_URL", "sqlite::memory:")]).unwrap_err().to_string();
         assert!(err.contains("database.url"), "{err}");
     }
 
     #[test]
     fn production_mode_refuses_plain_http_and_implicit_sqlite() {
-        let err = load(&[("DEPLOYCLAW_MODE", "production")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DEPLOYCLAW_MODE", "production")]).unwrap_err().to_string();
         assert!(err.contains("server.public_url"), "{err}");
-        let err = load(&[
-            ("DEPLOYCLAW_MODE", "production"),
-            (
-                "DEPLOYCLAW_SERVER__PUBLIC_URL",
-                "https://deployclaw.example",
-            ),
-        ])
-        .unwrap_err()
-        .to_string();
+        let err =
+            load(&[("DEPLOYCLAW_MODE", "production"), ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example")])
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("database.url"), "{err}");
         let ok = load(&[
             ("DEPLOYCLAW_MODE", "production"),
-            (
-                "DEPLOYCLAW_SERVER__PUBLIC_URL",
-                "https://deployclaw.example",
-            ),
+            ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
             ("DATABASE_URL", "postgres://u@db/x"),
         ])
         .unwrap();

@@ -36,9 +36,7 @@ impl EmailAddress {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         let domain_ok = domain.contains('.')
             && domain.split('.').all(|label| {
                 !label.is_empty()
@@ -120,10 +118,7 @@ mod tests {
                 assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
             }
         }
-        assert_eq!(
-            EmailAddress::parse(&format!("{}@example.com", "a".repeat(250))),
-            Err(EmailError::TooLong)
-        );
+        assert_eq!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(250))), Err(EmailError::TooLong));
     }
 
     proptest! {

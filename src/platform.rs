@@ -23,9 +23,7 @@ struct Inner {
 
 impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Platform")
-            .field("backend", &self.inner.db.backend())
-            .finish_non_exhaustive()
+        f.debug_struct("Platform").field("backend", &self.inner.db.backend()).finish_non_exhaustive()
     }
 }
 
@@ -76,13 +74,7 @@ impl Platform {
 
     /// Assembles a platform from an already opened database (tests, and `start`).
     pub fn from_parts(config: Config, db: Db) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                db,
-                started: Instant::now(),
-            }),
-        }
+        Self { inner: Arc::new(Inner { config, db, started: Instant::now() }) }
     }
 
     pub fn config(&self) -> &Config {
@@ -98,59 +90,32 @@ impl Platform {
     pub async fn readiness(&self) -> Readiness {
         const LIMIT: Duration = Duration::from_secs(3);
         let database = match tokio::time::timeout(LIMIT, self.db().ping()).await {
-            Ok(Ok(())) => Check {
-                ok: true,
-                detail: format!("{} reachable", self.db().backend().name()),
-            },
+            Ok(Ok(())) => Check { ok: true, detail: format!("{} reachable", self.db().backend().name()) },
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: database ping failed");
-                Check {
-                    ok: false,
-                    detail: "database unreachable".into(),
-                }
+                Check { ok: false, detail: "database unreachable".into() }
             }
-            Err(_) => Check {
-                ok: false,
-                detail: "database did not answer within 3 s".into(),
-            },
+            Err(_) => Check { ok: false, detail: "database did not answer within 3 s".into() },
         };
         let migrations = if !database.ok {
-            Check {
-                ok: false,
-                detail: "unknown (database unreachable)".into(),
-            }
+            Check { ok: false, detail: "unknown (database unreachable)".into() }
         } else {
             match tokio::time::timeout(LIMIT, self.db().migration_status()).await {
                 Ok(Ok(s)) => describe_migrations(&s),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "readiness: migration status failed");
-                    Check {
-                        ok: false,
-                        detail: "cannot read migration state".into(),
-                    }
+                    Check { ok: false, detail: "cannot read migration state".into() }
                 }
-                Err(_) => Check {
-                    ok: false,
-                    detail: "migration state did not load within 3 s".into(),
-                },
+                Err(_) => Check { ok: false, detail: "migration state did not load within 3 s".into() },
             }
         };
-        Readiness {
-            ready: database.ok && migrations.ok,
-            database,
-            migrations,
-        }
+        Readiness { ready: database.ok && migrations.ok, database, migrations }
     }
 
     pub async fn status(&self) -> Status {
         let readiness = self.readiness().await;
         let schema_version = match readiness.database.ok {
-            true => self
-                .db()
-                .migration_status()
-                .await
-                .ok()
-                .and_then(|s| s.current_version),
+            true => self.db().migration_status().await.ok().and_then(|s| s.current_version),
             false => None,
         };
         Status {
@@ -165,14 +130,8 @@ impl Platform {
 
 fn describe_migrations(s: &MigrationStatus) -> Check {
     if s.is_current() {
-        let v = s
-            .current_version
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "none".into());
-        return Check {
-            ok: true,
-            detail: format!("schema at version {v}"),
-        };
+        let v = s.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into());
+        return Check { ok: true, detail: format!("schema at version {v}") };
     }
     let mut problems = Vec::new();
     if s.pending > 0 {
@@ -184,8 +143,5 @@ fn describe_migrations(s: &MigrationStatus) -> Check {
     if s.unknown > 0 {
         problems.push(format!("{} migration(s) newer than this binary", s.unknown));
     }
-    Check {
-        ok: false,
-        detail: problems.join(", "),
-    }
+    Check { ok: false, detail: problems.join(", ") }
 }

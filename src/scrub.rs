@@ -22,38 +22,21 @@ const SECRET_KEYS: &str = r"password|passwd|passphrase|secret|client_secret|toke
 static VALUE_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         // RFC 6750 bearer tokens and basic credentials in any header-like text.
-        (
-            r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}",
-            "$1 [redacted]",
-        ),
+        (r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}", "$1 [redacted]"),
         // Stripe webhook signing secrets and API keys.
         (r"\bwhsec_[A-Za-z0-9+/=_-]{6,}", "whsec_[redacted]"),
-        (
-            r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{6,}",
-            "${1}_${2}_[redacted]",
-        ),
+        (r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{6,}", "${1}_${2}_[redacted]"),
         // LLM provider keys (OpenAI `sk-...`, `sk-proj-...`, Anthropic `sk-ant-...`, OpenRouter `sk-or-...`).
         (r"\bsk-[A-Za-z0-9_-]{8,}", "sk-[redacted]"),
         // DeployClaw project API keys and agent gateway tokens.
         (r"\bdc(p|a)_[A-Za-z0-9_-]{8,}", "dc${1}_[redacted]"),
         // JSON Web Tokens.
-        (
-            r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
-            "[redacted-jwt]",
-        ),
+        (r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", "[redacted-jwt]"),
         // Credentials embedded in URLs: scheme://user:password@host.
-        (
-            r"([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@",
-            "$1:[redacted]@",
-        ),
+        (r"([a-z][a-z0-9+.-]*://[^/\s:@]+):[^@\s/]+@", "$1:[redacted]@"),
     ]
     .into_iter()
-    .map(|(pattern, replacement)| {
-        (
-            Regex::new(pattern).expect("valid scrub pattern"),
-            replacement,
-        )
-    })
+    .map(|(pattern, replacement)| (Regex::new(pattern).expect("valid scrub pattern"), replacement))
     .collect()
 });
 
@@ -65,10 +48,8 @@ static WHOLE_VALUE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `key=value`, `key: value`, `"key": "value"` for the keys in [`SECRET_KEYS`].
 static KEY_VALUE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
-        r#"(?i)(^|[^A-Za-z0-9_-])({SECRET_KEYS})("?\s*[:=]\s*"?)([^"\s,;&}}\]]+)"#
-    ))
-    .expect("valid key/value pattern")
+    Regex::new(&format!(r#"(?i)(^|[^A-Za-z0-9_-])({SECRET_KEYS})("?\s*[:=]\s*"?)([^"\s,;&}}\]]+)"#))
+        .expect("valid key/value pattern")
 });
 
 /// Returns `text` with every recognised secret replaced by [`REDACTED`]. Borrows when nothing matched.
@@ -101,10 +82,8 @@ pub fn scrub_text(text: &str) -> Cow<'_, str> {
 /// True when `key` names a field whose value must never be recorded (compared case-insensitively).
 pub fn is_secret_key(key: &str) -> bool {
     static EXACT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!(
-            "(?i)^(?:{SECRET_KEYS}|cookie|set-cookie|authorization|proxy-authorization)$"
-        ))
-        .expect("valid")
+        Regex::new(&format!("(?i)^(?:{SECRET_KEYS}|cookie|set-cookie|authorization|proxy-authorization)$"))
+            .expect("valid")
     });
     EXACT.is_match(key)
 }
@@ -139,14 +118,8 @@ mod tests {
 
     fn assert_scrubbed(input: &str, secret: &str) {
         let out = scrub_text(input);
-        assert!(
-            !out.contains(secret),
-            "secret {secret:?} survived in {out:?}"
-        );
-        assert!(
-            out.contains(REDACTED) || out.contains("[redacted-jwt]"),
-            "no redaction marker in {out:?}"
-        );
+        assert!(!out.contains(secret), "secret {secret:?} survived in {out:?}");
+        assert!(out.contains(REDACTED) || out.contains("[redacted-jwt]"), "no redaction marker in {out:?}");
     }
 
     #[test]
@@ -182,10 +155,7 @@ mod tests {
 
     #[test]
     fn credentials_in_urls_are_redacted() {
-        assert_scrubbed(
-            "connecting to postgres://app:hunter2pw@db.internal/deployclaw",
-            "hunter2pw",
-        );
+        assert_scrubbed("connecting to postgres://app:hunter2pw@db.internal/deployclaw", "hunter2pw");
     }
 
     #[test]
@@ -205,12 +175,7 @@ mod tests {
         });
         scrub_json(&mut doc);
         let text = doc.to_string();
-        for secret in [
-            "plain-looking-value",
-            "12345",
-            "qwertyuiop",
-            "abcdefghijklmnop",
-        ] {
+        for secret in ["plain-looking-value", "12345", "qwertyuiop", "abcdefghijklmnop"] {
             assert!(!text.contains(secret), "{secret} survived: {text}");
         }
         assert_eq!(doc["name"], "openai_key");

@@ -6,8 +6,7 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::pages::dashboard::{
-    AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage,
-    SettingsPage,
+    AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage, SettingsPage,
 };
 use crate::pages::{LandingPage, NotFoundPage};
 

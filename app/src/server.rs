@@ -39,10 +39,7 @@ pub async fn main() -> ExitCode {
             telemetry::init(&config.log);
             match migrate(&config).await {
                 Ok(version) => {
-                    println!(
-                        "database {} migrated; schema at version {version}",
-                        config.database.target.describe()
-                    );
+                    println!("database {} migrated; schema at version {version}", config.database.target.describe());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -70,10 +67,7 @@ async fn migrate(config: &Config) -> Result<String, Box<dyn std::error::Error>> 
     db.migrate().await?;
     let status = db.migration_status().await?;
     db.close().await;
-    Ok(status
-        .current_version
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "none".into()))
+    Ok(status.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()))
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -91,9 +85,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let grace = config.server.shutdown_grace;
     let platform = Platform::start(config).await?;
     let app = build_router(platform.clone())?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
         "listening on http://{} (public URL {})",
         listener.local_addr()?,
@@ -114,15 +106,12 @@ pub async fn serve_until_signal(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        tracing::info!("shutdown requested; finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    });
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result,

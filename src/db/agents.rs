@@ -30,8 +30,7 @@ impl AgentName {
         let valid = (1..=63).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
             return Err(DbError::Invalid(
                 "an agent name uses a-z, 0-9 and '-', starts with a letter, and is at most 63 characters".into(),
@@ -67,7 +66,8 @@ pub struct NewAgent {
     pub permissions: Value,
 }
 
-const COLUMNS: &str = "id, client_id, name, status, template, container_id, config, permissions, created_at, updated_at";
+const COLUMNS: &str =
+    "id, client_id, name, status, template, container_id, config, permissions, created_at, updated_at";
 
 /// Records a new agent for `client_id` in `provisioning`. `Conflict` if the client already has one by that name.
 pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
@@ -92,32 +92,19 @@ pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent
 /// One agent of `client_id`; `NotFound` for another client's agent.
 pub async fn get(db: &Db, client_id: ClientId, id: AgentId) -> Result<Agent, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = $1 AND client_id = $2");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
-        .bind(id)
-        .bind(client_id)
-        .fetch_one(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
 }
 
 /// The agents of `client_id`, oldest first.
 pub async fn list(db: &Db, client_id: ClientId) -> Result<Vec<Agent>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE client_id = $1 ORDER BY created_at, id");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
-        .bind(client_id)
-        .fetch_all(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).bind(client_id).fetch_all(p).await?))
 }
 
 /// Moves an agent of `client_id` to `status`; `NotFound` for another client's agent.
-pub async fn set_status(
-    db: &Db,
-    client_id: ClientId,
-    id: AgentId,
-    status: AgentStatus,
-) -> Result<Agent, DbError> {
-    let sql = format!(
-        "UPDATE agents SET status = $1, updated_at = $2 WHERE id = $3 AND client_id = $4 RETURNING {COLUMNS}"
-    );
+pub async fn set_status(db: &Db, client_id: ClientId, id: AgentId, status: AgentStatus) -> Result<Agent, DbError> {
+    let sql =
+        format!("UPDATE agents SET status = $1, updated_at = $2 WHERE id = $3 AND client_id = $4 RETURNING {COLUMNS}");
     let now = super::now();
     Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
         .bind(status)
@@ -130,14 +117,12 @@ pub async fn set_status(
 
 /// Removes an agent of `client_id` and its credentials; `NotFound` for another client's agent.
 pub async fn delete(db: &Db, client_id: ClientId, id: AgentId) -> Result<(), DbError> {
-    let done = on_pool!(db, |p| sqlx::query(
-        "DELETE FROM agents WHERE id = $1 AND client_id = $2"
-    )
-    .bind(id)
-    .bind(client_id)
-    .execute(p)
-    .await?
-    .rows_affected());
+    let done = on_pool!(db, |p| sqlx::query("DELETE FROM agents WHERE id = $1 AND client_id = $2")
+        .bind(id)
+        .bind(client_id)
+        .execute(p)
+        .await?
+        .rows_affected());
     match done {
         0 => Err(DbError::NotFound),
         _ => Ok(()),

@@ -49,9 +49,7 @@ impl ClientName {
             return Err(DbError::Invalid("a name is at most 200 characters".into()));
         }
         if s.chars().any(char::is_control) {
-            return Err(DbError::Invalid(
-                "a name cannot contain control characters".into(),
-            ));
+            return Err(DbError::Invalid("a name cannot contain control characters".into()));
         }
         Ok(Self(s.to_string()))
     }
@@ -82,8 +80,5 @@ pub async fn create(db: &Db, new: NewClient) -> Result<Client, DbError> {
 /// The client itself; `NotFound` when it does not exist.
 pub async fn get(db: &Db, id: ClientId) -> Result<Client, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql)
-        .bind(id)
-        .fetch_one(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql).bind(id).fetch_one(p).await?))
 }

@@ -48,8 +48,7 @@ pub struct Envelope<'a> {
     pub ciphertext: &'a [u8],
 }
 
-const COLUMNS: &str =
-    "id, client_id, agent_id, name, key_version, nonce, ciphertext, created_at, updated_at";
+const COLUMNS: &str = "id, client_id, agent_id, name, key_version, nonce, ciphertext, created_at, updated_at";
 
 /// Stores (or replaces) credential `name` of agent `agent_id` of `client_id`. `NotFound` when the agent
 /// is not one of the client's: the insert selects the agent under the tenant, so no row can ever point
@@ -70,64 +69,44 @@ pub async fn put(
     );
     let now = super::now();
     let id = CredentialId::new();
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, SealedCredential>(
-        &sql
-    )
-    .bind(id)
-    .bind(name)
-    .bind(envelope.key_version)
-    .bind(envelope.nonce)
-    .bind(envelope.ciphertext)
-    .bind(now)
-    .bind(agent_id)
-    .bind(client_id)
-    .fetch_one(p)
-    .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, SealedCredential>(&sql)
+        .bind(id)
+        .bind(name)
+        .bind(envelope.key_version)
+        .bind(envelope.nonce)
+        .bind(envelope.ciphertext)
+        .bind(now)
+        .bind(agent_id)
+        .bind(client_id)
+        .fetch_one(p)
+        .await?))
 }
 
 /// The sealed credential `name` of an agent of `client_id`.
-pub async fn get(
-    db: &Db,
-    client_id: ClientId,
-    agent_id: AgentId,
-    name: &str,
-) -> Result<SealedCredential, DbError> {
+pub async fn get(db: &Db, client_id: ClientId, agent_id: AgentId, name: &str) -> Result<SealedCredential, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM agent_credentials WHERE client_id = $1 AND agent_id = $2 AND name = $3");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, SealedCredential>(
-        &sql
-    )
-    .bind(client_id)
-    .bind(agent_id)
-    .bind(name)
-    .fetch_one(p)
-    .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, SealedCredential>(&sql)
+        .bind(client_id)
+        .bind(agent_id)
+        .bind(name)
+        .fetch_one(p)
+        .await?))
 }
 
 /// Names and times of the credentials of an agent of `client_id`; `NotFound` for another client's agent.
-pub async fn list(
-    db: &Db,
-    client_id: ClientId,
-    agent_id: AgentId,
-) -> Result<Vec<CredentialSummary>, DbError> {
+pub async fn list(db: &Db, client_id: ClientId, agent_id: AgentId) -> Result<Vec<CredentialSummary>, DbError> {
     super::agents::get(db, client_id, agent_id).await?;
     let sql = "SELECT name, created_at, updated_at FROM agent_credentials \
                WHERE client_id = $1 AND agent_id = $2 ORDER BY name";
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, CredentialSummary>(
-        sql
-    )
-    .bind(client_id)
-    .bind(agent_id)
-    .fetch_all(p)
-    .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, CredentialSummary>(sql)
+        .bind(client_id)
+        .bind(agent_id)
+        .fetch_all(p)
+        .await?))
 }
 
 /// Removes credential `name` of an agent of `client_id`; `NotFound` when there is none.
-pub async fn delete(
-    db: &Db,
-    client_id: ClientId,
-    agent_id: AgentId,
-    name: &str,
-) -> Result<(), DbError> {
+pub async fn delete(db: &Db, client_id: ClientId, agent_id: AgentId, name: &str) -> Result<(), DbError> {
     let done = on_pool!(db, |p| sqlx::query(
         "DELETE FROM agent_credentials WHERE client_id = $1 AND agent_id = $2 AND name = $3"
     )

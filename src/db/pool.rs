@@ -64,21 +64,11 @@ impl MigrationStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("cannot connect to the {backend} database ({target}): {source}")]
-    Connect {
-        backend: &'static str,
-        target: String,
-        source: sqlx::Error,
-    },
+    Connect { backend: &'static str, target: String, source: sqlx::Error },
     #[error("database migration failed on {backend}: {source}")]
-    Migrate {
-        backend: &'static str,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migrate { backend: &'static str, source: sqlx::migrate::MigrateError },
 }
 
 impl Db {
@@ -86,18 +76,12 @@ impl Db {
     /// SQLite runs in WAL mode with foreign keys enforced. Does not migrate: see [`Db::migrate`].
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, ConnectError> {
         let target = &config.target;
-        let wrap = |source| ConnectError::Connect {
-            backend: target.backend_name(),
-            target: target.describe(),
-            source,
-        };
+        let wrap = |source| ConnectError::Connect { backend: target.backend_name(), target: target.describe(), source };
         let pool = match target {
             DatabaseTarget::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| ConnectError::DataDir {
-                        path: dir.display().to_string(),
-                        source,
-                    })?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| ConnectError::DataDir { path: dir.display().to_string(), source })?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -159,69 +143,48 @@ impl Db {
 
     /// Compares the applied migrations with the ones compiled into this binary.
     pub async fn migration_status(&self) -> Result<MigrationStatus, DbError> {
-        let applied: Vec<(i64, bool, Vec<u8>)> = match self.table_exists("_sqlx_migrations").await?
-        {
+        let applied: Vec<(i64, bool, Vec<u8>)> = match self.table_exists("_sqlx_migrations").await? {
             false => Vec::new(),
-            true => on_pool!(self, |p| sqlx::query_as(
-                "SELECT version, success, checksum FROM _sqlx_migrations"
-            )
-            .fetch_all(p)
-            .await?),
+            true => on_pool!(self, |p| sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
+                .fetch_all(p)
+                .await?),
         };
-        let ours = self
-            .migrator()
-            .iter()
-            .filter(|m| m.migration_type.is_up_migration());
-        let mut status = MigrationStatus {
-            current_version: None,
-            pending: 0,
-            broken: 0,
-            unknown: 0,
-        };
+        let ours = self.migrator().iter().filter(|m| m.migration_type.is_up_migration());
+        let mut status = MigrationStatus { current_version: None, pending: 0, broken: 0, unknown: 0 };
         for m in ours.clone() {
             match applied.iter().find(|(v, _, _)| *v == m.version) {
                 None => status.pending += 1,
-                Some((_, success, checksum)) if !*success || checksum[..] != m.checksum[..] => {
-                    status.broken += 1
-                }
+                Some((_, success, checksum)) if !*success || checksum[..] != m.checksum[..] => status.broken += 1,
                 Some(_) => {}
             }
         }
-        status.unknown = applied
-            .iter()
-            .filter(|(v, _, _)| !ours.clone().any(|m| m.version == *v))
-            .count();
-        status.current_version = applied
-            .iter()
-            .filter(|(_, ok, _)| *ok)
-            .map(|(v, _, _)| *v)
-            .max();
+        status.unknown = applied.iter().filter(|(v, _, _)| !ours.clone().any(|m| m.version == *v)).count();
+        status.current_version = applied.iter().filter(|(_, ok, _)| *ok).map(|(v, _, _)| *v).max();
         Ok(status)
     }
 
     async fn table_exists(&self, name: &str) -> Result<bool, DbError> {
-        let found: Option<i64> = match &self.pool {
-            Pool::Sqlite(p) => {
-                sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
-                    .bind(name)
-                    .fetch_optional(p)
-                    .await?
-            }
-            Pool::Postgres(p) => {
-                sqlx::query_scalar("SELECT 1::BIGINT FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1")
-                    .bind(name)
-                    .fetch_optional(p)
-                    .await?
-            }
-        };
+        let found: Option<i64> =
+            match &self.pool {
+                Pool::Sqlite(p) => {
+                    sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1")
+                        .bind(name)
+                        .fetch_optional(p)
+                        .await?
+                }
+                Pool::Postgres(p) => sqlx::query_scalar(
+                    "SELECT 1::BIGINT FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1",
+                )
+                .bind(name)
+                .fetch_optional(p)
+                .await?,
+            };
         Ok(found.is_some())
     }
 
     /// A round trip to the database.
     pub async fn ping(&self) -> Result<(), DbError> {
-        let one: i64 = on_pool!(self, |p| sqlx::query_scalar("SELECT CAST(1 AS BIGINT)")
-            .fetch_one(p)
-            .await?);
+        let one: i64 = on_pool!(self, |p| sqlx::query_scalar("SELECT CAST(1 AS BIGINT)").fetch_one(p).await?);
         debug_assert_eq!(one, 1);
         Ok(())
     }

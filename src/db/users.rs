@@ -37,17 +37,11 @@ pub struct User {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, client_id, email, display_name, role, totp_enabled, created_at, last_login_at";
+const COLUMNS: &str = "id, client_id, email, display_name, role, totp_enabled, created_at, last_login_at";
 
 /// Adds a user to `client_id`. `Conflict` if the address is already in use (by any client), `Conflict`
 /// too if the client does not exist.
-pub async fn create(
-    db: &Db,
-    client_id: ClientId,
-    email: &EmailAddress,
-    role: Role,
-) -> Result<User, DbError> {
+pub async fn create(db: &Db, client_id: ClientId, email: &EmailAddress, role: Role) -> Result<User, DbError> {
     let sql = format!(
         "INSERT INTO users (id, client_id, email, role, totp_enabled, created_at) \
          VALUES ($1, $2, $3, $4, FALSE, $5) RETURNING {COLUMNS}"
@@ -67,28 +61,18 @@ pub async fn create(
 /// One user of `client_id`; `NotFound` for a user of another client.
 pub async fn get(db: &Db, client_id: ClientId, id: UserId) -> Result<User, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND client_id = $2");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql)
-        .bind(id)
-        .bind(client_id)
-        .fetch_one(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
 }
 
 /// The users of `client_id`, oldest first.
 pub async fn list(db: &Db, client_id: ClientId) -> Result<Vec<User>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE client_id = $1 ORDER BY created_at, id");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql)
-        .bind(client_id)
-        .fetch_all(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(client_id).fetch_all(p).await?))
 }
 
 /// The sign-in lookup: the only query keyed by something other than the tenant, because at sign-in the
 /// tenant is not known yet. Callers must answer identically whether or not a user was found.
 pub async fn find_for_sign_in(db: &Db, email: &EmailAddress) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql)
-        .bind(email)
-        .fetch_optional(p)
-        .await?))
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(p).await?))
 }

@@ -18,18 +18,12 @@ db_test!(migrating_twice_is_harmless, |t| {
 async fn unmigrated_database_is_reported_pending(which: Which) {
     let t = TestDb::empty(which).await;
     let status = t.db.migration_status().await.unwrap();
-    assert!(
-        status.pending > 0 && status.current_version.is_none(),
-        "{status:?}"
-    );
+    assert!(status.pending > 0 && status.current_version.is_none(), "{status:?}");
     let platform = Platform::from_parts(Config::load(ConfigFile::None).unwrap(), t.db.clone());
     let readiness = platform.readiness().await;
     assert!(!readiness.ready);
     assert!(readiness.database.ok);
-    assert!(
-        readiness.migrations.detail.contains("pending"),
-        "{readiness:?}"
-    );
+    assert!(readiness.migrations.detail.contains("pending"), "{readiness:?}");
     t.cleanup().await;
 }
 
@@ -47,21 +41,12 @@ async fn unmigrated_postgres_is_not_ready() {
 /// backend and the cause, and leaves the database as it was.
 async fn failed_migration_is_an_error_and_changes_nothing(which: Which) {
     let t = TestDb::empty(which).await;
-    t.raw_execute("CREATE TABLE agents (squatter INTEGER)")
-        .await
-        .unwrap();
-    let err =
-        t.db.migrate()
-            .await
-            .expect_err("migration must fail")
-            .to_string();
+    t.raw_execute("CREATE TABLE agents (squatter INTEGER)").await.unwrap();
+    let err = t.db.migrate().await.expect_err("migration must fail").to_string();
     assert!(err.contains("migration failed"), "{err}");
     assert!(err.contains(t.db.backend().name()), "{err}");
     // The failed migration's transaction rolled back: the tables it created before failing are gone.
-    assert!(
-        t.raw_execute("SELECT 1 FROM clients").await.is_err(),
-        "clients table survived a failed migration"
-    );
+    assert!(t.raw_execute("SELECT 1 FROM clients").await.is_err(), "clients table survived a failed migration");
     let status = t.db.migration_status().await.unwrap();
     assert!(!status.is_current());
     t.cleanup().await;
@@ -81,10 +66,7 @@ async fn failed_migration_on_postgres_is_an_error_and_changes_nothing() {
 async fn sqlite_creates_its_data_dir_and_runs_in_wal_mode_with_foreign_keys() {
     let t = TestDb::fresh(Which::Sqlite).await;
     let path = t.sqlite_path().unwrap();
-    assert!(
-        path.exists(),
-        "database file created with its parent folders"
-    );
+    assert!(path.exists(), "database file created with its parent folders");
     assert_eq!(t.db.backend(), Backend::Sqlite);
     let wal = path.with_file_name("test.db-wal");
     assert!(wal.exists(), "WAL file present: journal_mode=WAL");
@@ -98,10 +80,7 @@ async fn sqlite_creates_its_data_dir_and_runs_in_wal_mode_with_foreign_keys() {
     )
     .await
     .expect_err("foreign key not enforced");
-    assert!(
-        matches!(err, deployclaw::db::DbError::Conflict(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err, deployclaw::db::DbError::Conflict(_)), "{err:?}");
     t.cleanup().await;
 }
 

@@ -45,39 +45,20 @@ impl TestDb {
         match which {
             Which::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let config = config(DatabaseTarget::Sqlite {
-                    path: dir.path().join("nested/data/test.db"),
-                });
+                let config = config(DatabaseTarget::Sqlite { path: dir.path().join("nested/data/test.db") });
                 let db = Db::connect(&config).await.expect("open sqlite");
-                Self {
-                    db,
-                    config,
-                    _dir: Some(dir),
-                    postgres: None,
-                }
+                Self { db, config, _dir: Some(dir), postgres: None }
             }
             Which::Postgres => {
                 let admin = admin_url();
                 let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .expect("connect to test PostgreSQL server");
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test PostgreSQL server");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
                 conn.close().await.ok();
                 let url = with_database(&admin, &name);
-                let config = config(DatabaseTarget::Postgres {
-                    url: SecretString::from(url),
-                });
+                let config = config(DatabaseTarget::Postgres { url: SecretString::from(url) });
                 let db = Db::connect(&config).await.expect("open postgres");
-                Self {
-                    db,
-                    config,
-                    _dir: None,
-                    postgres: Some((admin, name)),
-                }
+                Self { db, config, _dir: None, postgres: Some((admin, name)) }
             }
         }
     }
@@ -85,9 +66,7 @@ impl TestDb {
     /// A migrated database.
     pub async fn fresh(which: Which) -> Self {
         let t = Self::empty(which).await;
-        t.db.migrate()
-            .await
-            .expect("migrations apply to a fresh database");
+        t.db.migrate().await.expect("migrations apply to a fresh database");
         t
     }
 
@@ -102,9 +81,7 @@ impl TestDb {
     pub async fn raw_execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match &self.config.target {
             DatabaseTarget::Sqlite { path } => {
-                let mut c =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await?;
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
                 Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
             }
             DatabaseTarget::Postgres { url } => {
@@ -120,20 +97,15 @@ impl TestDb {
         self.db.close().await;
         if let Some((admin, name)) = &self.postgres {
             if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
+                let _ =
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
             }
         }
     }
 }
 
 fn config(target: DatabaseTarget) -> DatabaseConfig {
-    DatabaseConfig {
-        target,
-        max_connections: 5,
-        connect_timeout: Duration::from_secs(10),
-    }
+    DatabaseConfig { target, max_connections: 5, connect_timeout: Duration::from_secs(10) }
 }
 
 /// Declares a test that runs once per backend: `name::sqlite` and `name::postgres`.
@@ -172,17 +144,12 @@ impl TestDb {
     pub async fn raw_count(&self, sql: &str) -> i64 {
         match &self.config.target {
             DatabaseTarget::Sqlite { path } => {
-                let mut c =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
                 sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
             }
             DatabaseTarget::Postgres { url } => {
                 use secrecy::ExposeSecret;
-                let mut c = sqlx::PgConnection::connect(url.expose_secret())
-                    .await
-                    .unwrap();
+                let mut c = sqlx::PgConnection::connect(url.expose_secret()).await.unwrap();
                 sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
             }
         }

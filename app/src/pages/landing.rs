@@ -39,7 +39,10 @@ const STEPS: &[(&str, &str)] = &[
     ("Sign in", "Email code, then your authenticator. Nothing else to remember."),
     ("Add your keys", "Store provider keys for an agent. You see names, never values."),
     ("Set its limits", "Choose what the agent may reach, how often, and what it may spend per day."),
-    ("Deploy and watch", "The agent starts in its own hardened container; its every action streams into your audit log."),
+    (
+        "Deploy and watch",
+        "The agent starts in its own hardened container; its every action streams into your audit log.",
+    ),
 ];
 
 /// The public landing page: what DeployClaw is, for a visitor deciding whether to trust it.

@@ -15,9 +15,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -67,13 +65,8 @@ pub fn leptos_options(platform: &Platform) -> Result<LeptosOptions, std::io::Err
 pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
     let leptos_options = leptos_options(&platform)?;
     let routes = generate_route_list(App);
-    let state = AppState {
-        leptos_options: leptos_options.clone(),
-        platform: platform.clone(),
-    };
-    let policy = HeaderPolicy {
-        hsts: platform.config().server.is_tls(),
-    };
+    let state = AppState { leptos_options: leptos_options.clone(), platform: platform.clone() };
+    let policy = HeaderPolicy { hsts: platform.config().server.is_tls() };
 
     let context = {
         let platform = platform.clone();
@@ -128,11 +121,7 @@ async fn healthz() -> impl IntoResponse {
 /// Readiness: the database answers and its schema matches this binary. 503 otherwise, with the reason.
 async fn readyz(State(platform): State<Platform>) -> Response {
     let readiness = platform.readiness().await;
-    let status = if readiness.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(readiness)).into_response()
 }
 
@@ -150,19 +139,10 @@ mod tests {
     #[test]
     fn leptos_toml_agrees_with_the_cargo_leptos_build_settings() {
         let cargo = include_str!("../../../Cargo.toml");
-        let build = &cargo[cargo
-            .find("[[workspace.metadata.leptos]]")
-            .expect("cargo-leptos section")..];
+        let build = &cargo[cargo.find("[[workspace.metadata.leptos]]").expect("cargo-leptos section")..];
         for key in ["output-name", "site-root", "site-pkg-dir"] {
-            assert_eq!(
-                value(SITE_LAYOUT, key),
-                value(build, key),
-                "{key} differs between Leptos.toml and Cargo.toml"
-            );
-            assert!(
-                value(SITE_LAYOUT, key).is_some(),
-                "{key} missing from Leptos.toml"
-            );
+            assert_eq!(value(SITE_LAYOUT, key), value(build, key), "{key} differs between Leptos.toml and Cargo.toml");
+            assert!(value(SITE_LAYOUT, key).is_some(), "{key} missing from Leptos.toml");
         }
     }
 }

@@ -58,10 +58,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for ScrubbingMakeWriter<M> {
     type Writer = ScrubbingWriter<M::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbingWriter {
-            inner: self.inner.make_writer(),
-            buffer: Vec::with_capacity(256),
-        }
+        ScrubbingWriter { inner: self.inner.make_writer(), buffer: Vec::with_capacity(256) }
     }
 }
 
@@ -72,9 +69,7 @@ where
     M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     // No ANSI colours: escape codes between a key and its value would hide the pair from the scrubber.
-    let base = tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(ScrubbingMakeWriter::new(writer));
+    let base = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(ScrubbingMakeWriter::new(writer));
     match format {
         LogFormat::Json => Box::new(base.json().with_current_span(true).with_span_list(false)),
         LogFormat::Pretty => Box::new(base.with_target(false)),
@@ -93,9 +88,7 @@ pub fn subscriber<M>(config: &LogConfig, writer: M) -> impl tracing::Subscriber 
 where
     M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    tracing_subscriber::registry()
-        .with(filter(config))
-        .with(layer(config.format, writer))
+    tracing_subscriber::registry().with(filter(config)).with(layer(config.format, writer))
 }
 
 /// Installs the process-wide subscriber (stderr). Safe to call once; later calls are ignored.
@@ -124,10 +117,7 @@ mod tests {
     fn capture(format: LogFormat, emit: impl FnOnce()) -> String {
         let sink = Capture::default();
         let out = sink.clone();
-        let config = LogConfig {
-            format,
-            filter: "trace".into(),
-        };
+        let config = LogConfig { format, filter: "trace".into() };
         let sub = subscriber(&config, move || sink.clone());
         tracing::subscriber::with_default(sub, emit);
         let bytes = out.0.lock().unwrap().clone();
@@ -151,9 +141,7 @@ mod tests {
                 assert!(!text.contains(secret), "{format:?} leaked {secret}: {text}");
             }
             assert!(text.contains("[redacted]"), "{format:?}: {text}");
-            assert!(
-                text.contains("incoming request") && text.contains("webhook verification failed")
-            );
+            assert!(text.contains("incoming request") && text.contains("webhook verification failed"));
         }
     }
 }

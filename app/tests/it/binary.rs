@@ -22,27 +22,16 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `url` until it answers 200, for at most `limit`.
 async fn wait_ready(url: &str, child: &mut Child, limit: Duration) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {
@@ -59,10 +48,7 @@ async fn wait_ready(url: &str, child: &mut Child, limit: Duration) {
 }
 
 fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -81,10 +67,9 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStat
 #[test]
 fn check_config_prints_the_configuration_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(command(dir.path()).arg("check-config").env(
-        "DATABASE_URL",
-        "postgres://app:V3ryS3cretPw@db.internal:5432/deployclaw",
-    ));
+    let out = run(command(dir.path())
+        .arg("check-config")
+        .env("DATABASE_URL", "postgres://app:V3ryS3cretPw@db.internal:5432/deployclaw"));
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
     assert!(shown.contains("configuration OK"));
@@ -95,24 +80,14 @@ fn check_config_prints_the_configuration_without_secrets() {
 #[test]
 fn check_config_names_the_bad_key_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(command(dir.path())
-        .arg("check-config")
-        .env("DEPLOYCLAW_SERVER__ADDR", "localhost"));
+    let out = run(command(dir.path()).arg("check-config").env("DEPLOYCLAW_SERVER__ADDR", "localhost"));
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(text(&out).contains("server.addr"), "{}", text(&out));
 
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[database]\nmax_connections = \"many\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[database]\nmax_connections = \"many\"\n").unwrap();
     let out = run(command(dir.path()).args(["--config", "bad.toml", "check-config"]));
     assert_eq!(out.status.code(), Some(78));
-    assert!(
-        text(&out).contains("database.max_connections"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("database.max_connections"), "{}", text(&out));
 }
 
 #[test]
@@ -131,15 +106,9 @@ async fn a_failed_migration_stops_startup_with_a_clear_error() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("data/deployclaw.db").display()
-    );
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("data/deployclaw.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE users (squatter INTEGER)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("CREATE TABLE users (squatter INTEGER)").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
 
     let port = free_port();
@@ -154,10 +123,7 @@ async fn a_failed_migration_stops_startup_with_a_clear_error() {
     assert!(!status.success());
     let shown = text(&out);
     assert!(shown.contains("migration failed"), "{shown}");
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "nothing listening"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listening");
 }
 
 async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
@@ -172,31 +138,17 @@ async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    wait_ready(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
-        .await
-        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{port}/readyz"), &mut child, Duration::from_secs(30)).await;
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
     assert_eq!(page.status(), 200);
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(25)).await;
     let out = child.wait_with_output().unwrap();
     let logs = text(&out);
     assert!(status.success(), "exit {status}: {logs}");
-    assert!(
-        logs.contains("shutdown requested") && logs.contains("stopped cleanly"),
-        "{logs}"
-    );
-    for line in String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert!(logs.contains("shutdown requested") && logs.contains("stopped cleanly"), "{logs}");
+    for line in String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }
 
@@ -208,20 +160,13 @@ async fn serves_on_sqlite_from_an_empty_data_dir_and_stops_cleanly_on_sigterm() 
 #[tokio::test]
 async fn serves_on_postgres_when_database_url_says_so() {
     use sqlx::Connection;
-    let admin = std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect(
-        "DEPLOYCLAW_TEST_POSTGRES_URL must point at a PostgreSQL server (scripts/test sets it)",
-    );
+    let admin = std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL")
+        .expect("DEPLOYCLAW_TEST_POSTGRES_URL must point at a PostgreSQL server (scripts/test sets it)");
     let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
     let mut url = url::Url::parse(&admin).unwrap();
     url.set_path(&format!("/{name}"));
     serves_then_stops_cleanly_on_sigterm(&[("DATABASE_URL", url.to_string())]).await;
-    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).execute(&mut conn).await.unwrap();
 }

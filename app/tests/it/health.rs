@@ -20,10 +20,7 @@ async fn readyz_is_ok_when_the_database_is_migrated() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["ready"], true);
     assert_eq!(body["database"]["ok"], true);
-    assert!(body["migrations"]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("schema at version"));
+    assert!(body["migrations"]["detail"].as_str().unwrap().contains("schema at version"));
     app.stop().await;
 }
 
@@ -34,13 +31,7 @@ async fn readyz_is_503_while_migrations_are_pending() {
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["ready"], false);
-    assert!(
-        body["migrations"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("pending"),
-        "{body}"
-    );
+    assert!(body["migrations"]["detail"].as_str().unwrap().contains("pending"), "{body}");
     // Liveness does not depend on the database.
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
@@ -54,10 +45,7 @@ async fn readyz_is_503_when_the_database_is_unreachable() {
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["database"]["ok"], false);
-    assert_eq!(
-        body["database"]["detail"], "database unreachable",
-        "no driver detail leaks out"
-    );
+    assert_eq!(body["database"]["detail"], "database unreachable", "no driver detail leaks out");
     app.stop().await;
 }
 
@@ -93,10 +81,6 @@ async fn oversized_bodies_are_refused_without_harm() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
-    assert_eq!(
-        app.get("/readyz").await.status(),
-        200,
-        "server still healthy"
-    );
+    assert_eq!(app.get("/readyz").await.status(), 200, "server still healthy");
     app.stop().await;
 }

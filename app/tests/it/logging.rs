@@ -23,10 +23,7 @@ impl Write for Capture {
 impl Capture {
     fn lines_with(&self, needle: &str) -> Vec<String> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_string)
-            .collect()
+        text.lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
     }
 }
 
@@ -41,8 +38,7 @@ fn captured() -> &'static (Capture, Capture) {
             .with(tracing_subscriber::EnvFilter::new("info"))
             .with(telemetry::layer(LogFormat::Pretty, move || p.clone()))
             .with(telemetry::layer(LogFormat::Json, move || j.clone()));
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("only this test sets a global subscriber");
+        tracing::subscriber::set_global_default(subscriber).expect("only this test sets a global subscriber");
         (pretty, json)
     })
 }
@@ -68,19 +64,11 @@ async fn request_logs_never_contain_codes_tokens_or_cookies() {
 
     for (format, sink) in [("pretty", pretty), ("json", json)] {
         let lines = sink.lines_with(&request_id);
-        assert!(
-            !lines.is_empty(),
-            "{format}: the request was logged with its id"
-        );
+        assert!(!lines.is_empty(), "{format}: the request was logged with its id");
         let text = lines.join("\n");
         assert!(text.contains("/healthz"), "{format}: {text}");
         assert!(text.contains("[redacted]"), "{format}: {text}");
-        for secret in [
-            "482913",
-            "dcp_abcdefghij0123",
-            "zyxwvutsrq9876",
-            "SeSsIoNvAlUe",
-        ] {
+        for secret in ["482913", "dcp_abcdefghij0123", "zyxwvutsrq9876", "SeSsIoNvAlUe"] {
             assert!(!text.contains(secret), "{format} leaked {secret}: {text}");
         }
     }

@@ -5,18 +5,12 @@ async fn landing_page_explains_the_product() {
     let app = TestApp::spawn().await;
     let res = app.get("/").await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = res.text().await.unwrap();
     assert!(html.contains("<html lang=\"en\""));
     assert!(html.contains("Deploy AI agents you can actually trust with your keys."));
     assert!(html.contains("How it works"));
-    assert!(
-        html.contains("/pkg/deployclaw.js"),
-        "hydration script is referenced"
-    );
+    assert!(html.contains("/pkg/deployclaw.js"), "hydration script is referenced");
     app.stop().await;
 }
 
@@ -32,16 +26,10 @@ async fn dashboard_shell_has_navigation_for_every_area() {
         ("/dashboard/settings", "Settings"),
         ("/dashboard/admin", "Admin"),
     ] {
-        assert!(
-            html.contains(&format!("href=\"{href}\"")),
-            "missing link to {href}"
-        );
+        assert!(html.contains(&format!("href=\"{href}\"")), "missing link to {href}");
         assert!(html.contains(label), "missing label {label}");
     }
-    assert!(
-        html.contains("aria-label=\"Dashboard\""),
-        "navigation is labelled"
-    );
+    assert!(html.contains("aria-label=\"Dashboard\""), "navigation is labelled");
     assert!(html.contains("Skip to content"));
     for path in [
         "/dashboard/agents",
@@ -54,10 +42,7 @@ async fn dashboard_shell_has_navigation_for_every_area() {
         let res = app.get(path).await;
         assert_eq!(res.status(), 200, "{path}");
         let html = res.text().await.unwrap();
-        assert!(
-            html.contains("aria-current=\"page\""),
-            "{path}: the current section is marked"
-        );
+        assert!(html.contains("aria-current=\"page\""), "{path}: the current section is marked");
     }
     app.stop().await;
 }

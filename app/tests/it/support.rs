@@ -20,9 +20,7 @@ pub struct TestApp {
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::load(ConfigFile::None).expect("default config is valid");
     config.data_dir = dir.to_path_buf();
-    config.database.target = DatabaseTarget::Sqlite {
-        path: dir.join("deployclaw.db"),
-    };
+    config.database.target = DatabaseTarget::Sqlite { path: dir.join("deployclaw.db") };
     config.server.addr = "127.0.0.1:0".parse().unwrap();
     config.server.site_root = dir.join("site");
     config
@@ -48,27 +46,15 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve_until_signal(
-            listener,
-            router,
-            Duration::from_secs(5),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let server = tokio::spawn(serve_until_signal(listener, router, Duration::from_secs(5), async move {
+            let _ = stopped.await;
+        }));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        Self {
-            base: format!("http://{addr}"),
-            platform,
-            client,
-            stop: Some(stop),
-            server: Some(server),
-            _dir: dir,
-        }
+        Self { base: format!("http://{addr}"), platform, client, stop: Some(stop), server: Some(server), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -76,11 +62,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request completes")
+        self.client.get(self.url(path)).send().await.expect("request completes")
     }
 
     /// Stops the server as SIGTERM would, and waits for it to finish.

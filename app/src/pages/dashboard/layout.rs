@@ -10,43 +10,15 @@ struct NavItem {
 }
 
 const NAV: &[NavItem] = &[
-    NavItem {
-        href: "/dashboard",
-        label: "Overview",
-        hint: "Platform status and next steps",
-    },
-    NavItem {
-        href: "/dashboard/agents",
-        label: "Agents",
-        hint: "Deploy and operate agents",
-    },
-    NavItem {
-        href: "/dashboard/credentials",
-        label: "Credentials",
-        hint: "Encrypted provider keys and tokens",
-    },
-    NavItem {
-        href: "/dashboard/audit",
-        label: "Audit",
-        hint: "Everything that happened, live",
-    },
-    NavItem {
-        href: "/dashboard/billing",
-        label: "Billing",
-        hint: "Plan, usage and invoices",
-    },
-    NavItem {
-        href: "/dashboard/settings",
-        label: "Settings",
-        hint: "Team, sessions and two-factor",
-    },
+    NavItem { href: "/dashboard", label: "Overview", hint: "Platform status and next steps" },
+    NavItem { href: "/dashboard/agents", label: "Agents", hint: "Deploy and operate agents" },
+    NavItem { href: "/dashboard/credentials", label: "Credentials", hint: "Encrypted provider keys and tokens" },
+    NavItem { href: "/dashboard/audit", label: "Audit", hint: "Everything that happened, live" },
+    NavItem { href: "/dashboard/billing", label: "Billing", hint: "Plan, usage and invoices" },
+    NavItem { href: "/dashboard/settings", label: "Settings", hint: "Team, sessions and two-factor" },
 ];
 
-const ADMIN_NAV: NavItem = NavItem {
-    href: "/dashboard/admin",
-    label: "Admin",
-    hint: "Platform operators only",
-};
+const ADMIN_NAV: NavItem = NavItem { href: "/dashboard/admin", label: "Admin", hint: "Platform operators only" };
 
 /// The dashboard frame: skip link, top bar, navigation (a disclosure menu on small screens), and the page.
 #[component]

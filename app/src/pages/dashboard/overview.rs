@@ -66,15 +66,8 @@ fn PlatformStatusCard() -> impl IntoView {
 
 #[component]
 fn StatusDetails(status: PlatformStatusView) -> impl IntoView {
-    let (label, class) = if status.ready {
-        ("Ready", "badge ok")
-    } else {
-        ("Not ready", "badge bad")
-    };
-    let schema = status
-        .schema_version
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "none".into());
+    let (label, class) = if status.ready { ("Ready", "badge ok") } else { ("Not ready", "badge bad") };
+    let schema = status.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into());
     view! {
         <dl class="facts">
             <div>
