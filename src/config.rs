@@ -425,6 +425,17 @@ fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError>
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The default embedded configuration with `data_dir` set, built without reading the environment.
+    pub(crate) fn embedded_config(data_dir: &Path) -> Config {
+        let raw = RawConfig { data_dir: data_dir.to_path_buf(), ..RawConfig::default() };
+        validate(raw, vec!["defaults".into()]).expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

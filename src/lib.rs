@@ -11,6 +11,7 @@ pub mod db;
 pub mod email;
 pub mod platform;
 pub mod scrub;
+pub mod vault;
 
 pub use config::Config;
 pub use platform::Platform;

@@ -9,6 +9,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
+use crate::vault::keyring::{Keyring, KeyringError};
+use crate::vault::Vault;
 
 #[derive(Clone)]
 pub struct Platform {
@@ -18,6 +20,7 @@ pub struct Platform {
 struct Inner {
     config: Config,
     db: Db,
+    vault: Vault,
     started: Instant,
 }
 
@@ -32,6 +35,8 @@ impl std::fmt::Debug for Platform {
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] ConnectError),
+    #[error("vault master keys: {0}")]
+    Keyring(#[from] KeyringError),
 }
 
 /// Whether the platform can serve requests right now.
@@ -65,16 +70,32 @@ impl Serialize for Backend {
 }
 
 impl Platform {
-    /// Connects to the configured database and applies pending migrations.
+    /// Loads the vault's master keys (from the environment or the key file), connects to the configured
+    /// database and applies pending migrations. Any failure stops startup.
     pub async fn start(config: Config) -> Result<Self, StartupError> {
+        let (keyring, generated) = Keyring::load(&config, &|name| std::env::var(name).ok())?;
+        match generated {
+            Some(path) => tracing::warn!(
+                path = %path.display(),
+                "generated a new vault master key file; back it up - without it stored credentials cannot be decrypted"
+            ),
+            None => {
+                tracing::info!(source = %keyring.source, versions = ?keyring.versions(), "vault master keys loaded")
+            }
+        }
         let db = Db::connect(&config.database).await?;
         db.migrate().await?;
-        Ok(Self::from_parts(config, db))
+        Ok(Self::from_parts(config, db, keyring))
     }
 
-    /// Assembles a platform from an already opened database (tests, and `start`).
-    pub fn from_parts(config: Config, db: Db) -> Self {
-        Self { inner: Arc::new(Inner { config, db, started: Instant::now() }) }
+    /// Assembles a platform from an already opened database and a keyring (tests, and `start`).
+    pub fn from_parts(config: Config, db: Db, keyring: Keyring) -> Self {
+        let vault = Vault::new(db.clone(), keyring);
+        Self { inner: Arc::new(Inner { config, db, vault, started: Instant::now() }) }
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
     }
 
     pub fn config(&self) -> &Config {

@@ -121,3 +121,60 @@ pub async fn delete(db: &Db, client_id: ClientId, agent_id: AgentId, name: &str)
         _ => Ok(()),
     }
 }
+
+/// Rotation only: the next `limit` sealed credentials of all tenants below key version `below`, after
+/// `after` in id order. The one query here that is not tenant-scoped, because re-encryption is a platform
+/// operation; it returns envelopes, never plaintexts.
+pub async fn rotation_batch(
+    db: &Db,
+    below: i32,
+    after: Option<CredentialId>,
+    limit: u32,
+) -> Result<Vec<SealedCredential>, DbError> {
+    let after = after.unwrap_or_else(|| CredentialId::from(uuid::Uuid::nil()));
+    let sql =
+        format!("SELECT {COLUMNS} FROM agent_credentials WHERE key_version < $1 AND id > $2 ORDER BY id LIMIT $3");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, SealedCredential>(&sql)
+        .bind(below)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await?))
+}
+
+/// Rotation only: swaps the envelope of one credential if it still holds `expected` (key version, nonce).
+/// Returns false when it changed in between. Leaves `updated_at` alone: the owner did not set anything.
+pub async fn replace_envelope(
+    db: &Db,
+    client_id: ClientId,
+    id: CredentialId,
+    expected: (i32, &[u8]),
+    envelope: Envelope<'_>,
+) -> Result<bool, DbError> {
+    let sql = "UPDATE agent_credentials SET key_version = $1, nonce = $2, ciphertext = $3 \
+               WHERE id = $4 AND client_id = $5 AND key_version = $6 AND nonce = $7";
+    let n = on_pool!(db, |p| sqlx::query(sql)
+        .bind(envelope.key_version)
+        .bind(envelope.nonce)
+        .bind(envelope.ciphertext)
+        .bind(id)
+        .bind(client_id)
+        .bind(expected.0)
+        .bind(expected.1)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+/// How many credentials (all tenants) are sealed below key version `below`.
+pub async fn count_below_version(db: &Db, below: i32) -> Result<i64, DbError> {
+    let sql = "SELECT COUNT(*) FROM agent_credentials WHERE key_version < $1";
+    Ok(on_pool!(db, |p| sqlx::query_scalar::<_, i64>(sql).bind(below).fetch_one(p).await?))
+}
+
+/// Credential counts per key version (all tenants), lowest first.
+pub async fn count_by_key_version(db: &Db) -> Result<Vec<(i32, i64)>, DbError> {
+    let sql = "SELECT key_version, COUNT(*) FROM agent_credentials GROUP BY key_version ORDER BY key_version";
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, (i32, i64)>(sql).fetch_all(p).await?))
+}

@@ -155,3 +155,19 @@ impl TestDb {
         }
     }
 }
+
+/// A keyring with fresh random keys for the given versions.
+pub fn test_keyring(versions: &[u32]) -> deployclaw::vault::keyring::Keyring {
+    use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
+    Keyring::new(versions.iter().map(|v| (KeyVersion(*v), MasterKey::generate())), "test").unwrap()
+}
+
+impl TestDb {
+    /// A UUID as a SQL literal of the backend's id type (BLOB on SQLite, UUID on PostgreSQL).
+    pub fn literal_uuid(&self, id: uuid::Uuid) -> String {
+        match self.config.target {
+            DatabaseTarget::Sqlite { .. } => format!("X'{}'", id.simple()),
+            DatabaseTarget::Postgres { .. } => format!("'{id}'::uuid"),
+        }
+    }
+}

@@ -40,7 +40,12 @@ impl TestApp {
             Platform::start(config).await.expect("platform starts")
         } else {
             let db = Db::connect(&config.database).await.unwrap();
-            Platform::from_parts(config, db)
+            let keyring = deployclaw::vault::keyring::Keyring::new(
+                [(deployclaw::vault::keyring::KeyVersion(1), deployclaw::vault::keyring::MasterKey::generate())],
+                "test",
+            )
+            .unwrap();
+            Platform::from_parts(config, db, keyring)
         };
         let router = build_router(platform.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
