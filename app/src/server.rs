@@ -48,6 +48,16 @@ pub async fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Vault { command } => {
+            telemetry::init(&config.log);
+            match vault(config, command).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("deployclaw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         cli::Command::Serve => {
             telemetry::init(&config.log);
             match serve(config).await {
@@ -68,6 +78,48 @@ async fn migrate(config: &Config) -> Result<String, Box<dyn std::error::Error>> 
     let status = db.migration_status().await?;
     db.close().await;
     Ok(status.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()))
+}
+
+async fn vault(config: Config, command: cli::VaultCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use deployclaw::vault::rotation;
+    let platform = Platform::start(config).await?;
+    let vault = platform.vault();
+    let (current, _) = vault.keyring().current();
+    let versions: Vec<String> = vault.keyring().versions().iter().map(ToString::to_string).collect();
+    println!("keyring: {} (current {current}, from {})", versions.join(", "), vault.keyring().source);
+    let code = match command {
+        cli::VaultCommand::Status => {
+            for (version, count) in rotation::status(vault).await? {
+                let note = if version == current { "" } else { " - run `deployclaw vault rotate`" };
+                println!("credentials sealed with {version}: {count}{note}");
+            }
+            ExitCode::SUCCESS
+        }
+        cli::VaultCommand::Rotate { batch_size, throttle_ms } => {
+            let throttle = Duration::from_millis(throttle_ms);
+            let report = rotation::rotate(vault, batch_size, throttle, |p| {
+                println!(
+                    "rotated {} (skipped {}, failed {}), {} left below {current}",
+                    p.converted, p.skipped, p.failed, p.remaining
+                );
+            })
+            .await?;
+            for (id, reason) in &report.failures {
+                eprintln!("credential {id}: {reason}");
+            }
+            println!(
+                "rotation to {} finished: {} converted, {} skipped, {} failed",
+                report.target, report.progress.converted, report.progress.skipped, report.progress.failed
+            );
+            if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    };
+    platform.db().close().await;
+    Ok(code)
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {

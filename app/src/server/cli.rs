@@ -23,4 +23,25 @@ pub enum Command {
     Migrate,
     /// Load and validate the configuration, print it without secrets, and exit.
     CheckConfig,
+    /// The credential vault's master keys: status and rotation.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Show the key versions in the keyring and how many credentials each one seals.
+    Status,
+    /// Re-encrypt every credential to the newest master key, online, in batches. Safe to interrupt and to
+    /// run again; once it reports nothing left under an old version, that version can be removed (retired).
+    Rotate {
+        /// Credentials per batch.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
+        /// Pause between batches, to spare a busy database.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        throttle_ms: u64,
+    },
 }

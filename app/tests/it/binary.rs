@@ -141,6 +141,13 @@ async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
     wait_ready(&format!("http://127.0.0.1:{port}/readyz"), &mut child, Duration::from_secs(30)).await;
     let page = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
     assert_eq!(page.status(), 200);
+    // First start in embedded mode generates the vault key file, readable by its owner only.
+    let key_file = dir.path().join("data/master.keys");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).expect("key file generated").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     terminate(&child);
     let status = wait_exit(&mut child, Duration::from_secs(25)).await;
     let out = child.wait_with_output().unwrap();
@@ -169,4 +176,120 @@ async fn serves_on_postgres_when_database_url_says_so() {
     url.set_path(&format!("/{name}"));
     serves_then_stops_cleanly_on_sigterm(&[("DATABASE_URL", url.to_string())]).await;
     sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).execute(&mut conn).await.unwrap();
+}
+
+/// Rotation is killed with SIGKILL half way, then run again: every credential ends up under the new key
+/// and still decrypts, with the old key retired.
+#[tokio::test]
+async fn vault_rotation_survives_being_killed_half_way() {
+    use base64::Engine as _;
+    use deployclaw::audit::Actor;
+    use deployclaw::db::{agents, clients, Db};
+    use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
+    use deployclaw::vault::{rotation, CredentialName, DecryptPurpose, FreshTwoFactor, Vault};
+    use secrecy::{ExposeSecret, SecretSlice};
+    use tokio::io::AsyncBufReadExt;
+
+    const RECORDS: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let key_file = data.join("master.keys");
+    let b64 = |k: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let (k1, k2) = ([11u8; 32], [22u8; 32]);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_file).unwrap();
+        std::io::Write::write_all(&mut f, format!("1:{}\n", b64(&k1)).as_bytes()).unwrap();
+    }
+
+    // Seed credentials under key 1 through the core, on the same database file the binary will use.
+    let mut config = crate::support::test_config(dir.path());
+    config.data_dir = data.clone();
+    config.database.target = deployclaw::config::DatabaseTarget::Sqlite { path: data.join("deployclaw.db") };
+    let db = Db::connect(&config.database).await.unwrap();
+    db.migrate().await.unwrap();
+    let v1 = Vault::new(db.clone(), Keyring::new([(KeyVersion(1), MasterKey::from_bytes(k1))], "test").unwrap());
+    let client = clients::create(
+        &db,
+        clients::NewClient {
+            name: clients::ClientName::parse("Acme").unwrap(),
+            email: deployclaw::email::EmailAddress::parse("o@acme.example").unwrap(),
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let agent = agents::create(
+        &db,
+        client,
+        agents::NewAgent {
+            name: agents::AgentName::parse("bot").unwrap(),
+            template: "openclaw".into(),
+            config: serde_json::json!({}),
+            permissions: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let proof = FreshTwoFactor::not_enforced_until_identity_lands();
+    for i in 0..RECORDS {
+        let name = CredentialName::parse(&format!("key{i}")).unwrap();
+        let value = SecretSlice::from(format!("secret-number-{i}").into_bytes());
+        v1.put(Actor::Platform, client, agent, &name, value, &proof, None).await.unwrap();
+    }
+
+    // Add key 2, start rotating slowly, and kill the process after its first progress report.
+    std::fs::write(&key_file, format!("1:{}\n2:{}\n", b64(&k1), b64(&k2))).unwrap();
+    let mut child = tokio::process::Command::from({
+        let mut cmd = command(dir.path());
+        cmd.args(["vault", "rotate", "--batch-size", "5", "--throttle-ms", "50"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    })
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("rotated ") {
+                return line;
+            }
+        }
+        panic!("rotation printed no progress");
+    })
+    .await
+    .expect("progress within 30 s");
+    assert!(first.contains("left below v2"), "{first}");
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed, not finished");
+
+    let v12 = Vault::new(
+        db.clone(),
+        Keyring::new([(KeyVersion(1), MasterKey::from_bytes(k1)), (KeyVersion(2), MasterKey::from_bytes(k2))], "t")
+            .unwrap(),
+    );
+    let midway = rotation::status(&v12).await.unwrap();
+    assert_eq!(midway.len(), 2, "half way: both versions in use: {midway:?}");
+    assert!(midway.iter().all(|(_, n)| *n > 0), "{midway:?}");
+
+    // Run again to completion.
+    let out = run(command(dir.path()).args(["vault", "rotate", "--batch-size", "50"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("finished"), "{}", text(&out));
+    let out = run(command(dir.path()).args(["vault", "status"]));
+    assert!(text(&out).contains(&format!("credentials sealed with v2: {RECORDS}")), "{}", text(&out));
+
+    // Key 1 retired: every record opens with key 2 alone.
+    let v2 = Vault::new(db.clone(), Keyring::new([(KeyVersion(2), MasterKey::from_bytes(k2))], "t").unwrap());
+    for i in 0..RECORDS {
+        let name = CredentialName::parse(&format!("key{i}")).unwrap();
+        let value = v2.decrypt(Actor::Platform, client, agent, &name, DecryptPurpose::InjectIntoAgent).await.unwrap();
+        assert_eq!(value.expose_secret(), format!("secret-number-{i}").as_bytes());
+    }
+    db.close().await;
 }
