@@ -1,31 +1,16 @@
 use deployclaw::audit::{self, ActionType, Actor, NewEvent};
-use deployclaw::db::clients::{self, ClientName, NewClient};
 use deployclaw::db::{DbError, UserId};
-use deployclaw::email::EmailAddress;
 use serde_json::json;
 
-use crate::support::db_test;
-
-async fn new_client(db: &deployclaw::db::Db, name: &str) -> deployclaw::db::ClientId {
-    clients::create(
-        db,
-        NewClient {
-            name: ClientName::parse(name).unwrap(),
-            email: EmailAddress::parse(&format!("ops@{name}.example")).unwrap(),
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
+use crate::support::{db_test, new_client};
 
 fn action(s: &str) -> ActionType {
     ActionType::parse(s).unwrap()
 }
 
 db_test!(append_assigns_increasing_ids_and_reads_back_per_tenant, |t| {
-    let acme = new_client(&t.db, "acme").await;
-    let globex = new_client(&t.db, "globex").await;
+    let acme = new_client(&t.db, "acme").await.id;
+    let globex = new_client(&t.db, "globex").await.id;
     let user = UserId::new();
     let first = audit::append(
         &t.db,
@@ -55,7 +40,7 @@ db_test!(append_assigns_increasing_ids_and_reads_back_per_tenant, |t| {
 });
 
 db_test!(secrets_in_metadata_and_target_are_scrubbed_before_storage, |t| {
-    let acme = new_client(&t.db, "acme").await;
+    let acme = new_client(&t.db, "acme").await.id;
     let key = format!("sk-proj-{}", "NotARealKey0123456789");
     audit::append(
         &t.db,
@@ -76,7 +61,7 @@ db_test!(secrets_in_metadata_and_target_are_scrubbed_before_storage, |t| {
 });
 
 db_test!(bad_events_are_refused_and_nothing_is_stored, |t| {
-    let acme = new_client(&t.db, "acme").await;
+    let acme = new_client(&t.db, "acme").await.id;
     let not_object =
         audit::append(&t.db, NewEvent::new(Some(acme), Actor::Platform, action("x.y")).metadata(json!([1, 2]))).await;
     assert!(matches!(not_object, Err(DbError::Invalid(_))));
@@ -94,7 +79,7 @@ db_test!(bad_events_are_refused_and_nothing_is_stored, |t| {
 });
 
 db_test!(the_database_itself_refuses_to_update_or_delete_audit_rows, |t| {
-    let acme = new_client(&t.db, "acme").await;
+    let acme = new_client(&t.db, "acme").await.id;
     audit::append(&t.db, NewEvent::new(Some(acme), Actor::Platform, action("agent.deployed"))).await.unwrap();
     let update = t.raw_execute("UPDATE audit_logs SET action_type = 'agent.nothing_happened'").await;
     assert!(update.unwrap_err().to_string().contains("append-only"));

@@ -171,3 +171,18 @@ impl TestDb {
         }
     }
 }
+
+/// A new client named `name` with contact address `owner@<name>.example`.
+pub async fn new_client(db: &Db, name: &str) -> deployclaw::db::clients::Client {
+    use deployclaw::db::clients::{self, ClientName, NewClient};
+    let email = format!("owner@{}.example", name.to_lowercase());
+    clients::create(
+        db,
+        NewClient {
+            name: ClientName::parse(name).unwrap(),
+            email: deployclaw::email::EmailAddress::parse(&email).unwrap(),
+        },
+    )
+    .await
+    .unwrap()
+}

@@ -9,19 +9,7 @@ use deployclaw::db::{AgentId, Db, DbError};
 use deployclaw::email::EmailAddress;
 use serde_json::json;
 
-use crate::support::db_test;
-
-async fn client(db: &Db, name: &str) -> Client {
-    clients::create(
-        db,
-        NewClient {
-            name: ClientName::parse(name).unwrap(),
-            email: EmailAddress::parse(&format!("billing@{}.example", name.to_lowercase())).unwrap(),
-        },
-    )
-    .await
-    .unwrap()
-}
+use crate::support::{db_test, new_client};
 
 async fn agent(db: &Db, client: &Client, name: &str) -> agents::Agent {
     agents::create(
@@ -43,7 +31,7 @@ fn envelope(byte: u8) -> ([u8; 12], Vec<u8>) {
 }
 
 db_test!(clients_round_trip_and_duplicates_conflict, |t| {
-    let acme = client(&t.db, "Acme").await;
+    let acme = new_client(&t.db, "Acme").await;
     let again = clients::get(&t.db, acme.id).await.unwrap();
     assert_eq!(again, acme);
     assert_eq!(acme.status, ClientStatus::Active);
@@ -56,8 +44,8 @@ db_test!(clients_round_trip_and_duplicates_conflict, |t| {
 });
 
 db_test!(users_are_scoped_to_their_client, |t| {
-    let acme = client(&t.db, "Acme").await;
-    let globex = client(&t.db, "Globex").await;
+    let acme = new_client(&t.db, "Acme").await;
+    let globex = new_client(&t.db, "Globex").await;
     let email = EmailAddress::parse("Owner@Acme.example").unwrap();
     let owner = users::create(&t.db, acme.id, &email, Role::Owner).await.unwrap();
     assert_eq!(owner.role, Role::Owner);
@@ -76,8 +64,8 @@ db_test!(users_are_scoped_to_their_client, |t| {
 });
 
 db_test!(agents_are_scoped_and_cross_tenant_writes_change_nothing, |t| {
-    let acme = client(&t.db, "Acme").await;
-    let globex = client(&t.db, "Globex").await;
+    let acme = new_client(&t.db, "Acme").await;
+    let globex = new_client(&t.db, "Globex").await;
     let a = agent(&t.db, &acme, "support-bot").await;
     assert_eq!(a.status, AgentStatus::Provisioning);
     assert_eq!(a.config.0["model"], "gpt-4o-mini");
@@ -110,8 +98,8 @@ db_test!(agents_are_scoped_and_cross_tenant_writes_change_nothing, |t| {
 });
 
 db_test!(credentials_are_bound_to_their_tenant_and_list_names_only, |t| {
-    let acme = client(&t.db, "Acme").await;
-    let globex = client(&t.db, "Globex").await;
+    let acme = new_client(&t.db, "Acme").await;
+    let globex = new_client(&t.db, "Globex").await;
     let a = agent(&t.db, &acme, "mailer").await;
     let (nonce, ct) = envelope(7);
     let sealed = credentials::put(

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use deployclaw::audit::{self, Actor};
 use deployclaw::db::agents::{self, AgentName, NewAgent};
-use deployclaw::db::clients::{self, ClientName, NewClient};
 use deployclaw::db::{credentials, AgentId, ClientId, Db, UserId};
-use deployclaw::email::EmailAddress;
 use deployclaw::vault::envelope::EnvelopeError;
 use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
 use deployclaw::vault::rotation;
@@ -14,7 +12,7 @@ use deployclaw::vault::{CredentialName, DecryptPurpose, FreshTwoFactor, Vault, V
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::json;
 
-use crate::support::db_test;
+use crate::support::{db_test, new_client};
 
 struct Tenant {
     client: ClientId,
@@ -23,16 +21,7 @@ struct Tenant {
 }
 
 async fn tenant(db: &Db, name: &str) -> Tenant {
-    let client = clients::create(
-        db,
-        NewClient {
-            name: ClientName::parse(name).unwrap(),
-            email: EmailAddress::parse(&format!("owner@{name}.example")).unwrap(),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let client = new_client(db, name).await.id;
     let agent = agents::create(
         db,
         client,
