@@ -9,6 +9,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod identity;
 pub mod platform;
 pub mod scrub;
 pub mod vault;

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod identity;
 mod migrations;
 mod tenancy;
 mod vault;

@@ -1,0 +1,137 @@
+//! Sign-in codes and the throttle, on both databases.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deployclaw::email::EmailAddress;
+use deployclaw::identity::codes::{CodeError, SignInCodes, DEFAULT_TTL, MAX_ATTEMPTS, MAX_TTL};
+use deployclaw::identity::throttle::{Bucket, Throttle, ThrottleKind, Throttled, FAILURES};
+
+use crate::support::{db_test, test_keyring};
+
+fn email(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+fn later(secs: u64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs as i64)
+}
+
+fn rejected(r: Result<(), CodeError>) -> bool {
+    matches!(r, Err(CodeError::Rejected(_)))
+}
+
+fn wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+db_test!(a_code_works_once_for_its_address_only, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    assert_eq!(code.expose().len(), 6);
+    assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
+    assert!(!format!("{code:?}").contains(code.expose()));
+    assert!(rejected(codes.verify(&email("bob@example.com"), code.expose(), later(1)).await), "another address");
+    codes.verify(&ada, code.expose(), later(2)).await.unwrap();
+    assert!(rejected(codes.verify(&ada, code.expose(), later(3)).await), "single use");
+});
+
+db_test!(codes_are_stored_only_as_keyed_hashes, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM sign_in_codes").await, 1);
+    let stored = t
+        .raw_count(&format!(
+            "SELECT COUNT(*) FROM sign_in_codes WHERE CAST(code_hash AS TEXT) LIKE '%{}%' OR email LIKE '%{}%'",
+            code.expose(),
+            code.expose()
+        ))
+        .await;
+    assert_eq!(stored, 0, "the code itself is nowhere in the table");
+    // The same code under another server key does not verify: the hash is keyed.
+    let other = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    assert!(rejected(other.verify(&ada, code.expose(), later(1)).await));
+});
+
+db_test!(codes_expire_after_ten_minutes, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    assert!(rejected(codes.verify(&ada, code.expose(), later(600)).await), "at 10:00 it is gone");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    codes.verify(&ada, code.expose(), later(599)).await.unwrap();
+    let long = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), Duration::from_secs(3600));
+    assert_eq!(long.ttl(), MAX_TTL, "configuration can never exceed 15 minutes");
+});
+
+db_test!(five_wrong_tries_use_a_code_up, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    for i in 0..MAX_ATTEMPTS {
+        let guess = if i % 2 == 0 { wrong(code.expose()) } else { "12ab56".to_string() };
+        assert!(rejected(codes.verify(&ada, &guess, later(1)).await));
+    }
+    assert!(rejected(codes.verify(&ada, code.expose(), later(2)).await), "the right code is too late now");
+});
+
+db_test!(a_new_code_supersedes_the_old_one, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let first = codes.issue(&ada, t0()).await.unwrap();
+    let second = codes.issue(&ada, later(30)).await.unwrap();
+    if first.expose() != second.expose() {
+        assert!(rejected(codes.verify(&ada, first.expose(), later(31)).await));
+    }
+    codes.verify(&ada, second.expose(), later(32)).await.unwrap();
+});
+
+db_test!(parallel_guesses_cannot_exceed_the_attempt_limit, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let code = codes.issue(&ada, t0()).await.unwrap();
+    let guesses = (0..20).map(|i| {
+        let codes = codes.clone();
+        let ada = ada.clone();
+        let guess = format!("{:06}", (code.expose().parse::<u32>().unwrap() + 1 + i) % 1_000_000);
+        tokio::spawn(async move { codes.verify(&ada, &guess, later(1)).await })
+    });
+    for g in guesses {
+        assert!(rejected(g.await.unwrap()));
+    }
+    let attempts = t.raw_count("SELECT CAST(MAX(attempts) AS BIGINT) FROM sign_in_codes").await;
+    assert_eq!(attempts, i64::from(MAX_ATTEMPTS));
+});
+
+db_test!(five_failures_lock_the_ip_and_the_account_for_fifteen_minutes, |t| {
+    let throttle = Throttle::new(t.db.clone());
+    let ip = Bucket::ip("203.0.113.9".parse().unwrap());
+    let ada = Bucket::account(&email("ada@example.com"));
+    let both = [ip.clone(), ada.clone()];
+    for i in 0..5 {
+        assert_eq!(throttle.check(&both, ThrottleKind::Failure, FAILURES, later(i * 60)).await.unwrap(), Ok(()));
+        throttle.record(&both, ThrottleKind::Failure, later(i * 60)).await.unwrap();
+    }
+    let locked = throttle.check(&both, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap();
+    let Err(Throttled { retry_after }) = locked else { panic!("not locked: {locked:?}") };
+    assert_eq!(retry_after, Duration::from_secs(900 - 300), "free when the oldest failure leaves the window");
+    // The same account from another IP is locked too; another account from the same IP too.
+    let other_ip = [Bucket::ip("198.51.100.7".parse().unwrap()), ada.clone()];
+    assert!(throttle.check(&other_ip, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap().is_err());
+    let other_account = [ip.clone(), Bucket::account(&email("bob@example.com"))];
+    assert!(throttle.check(&other_account, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap().is_err());
+    // Unrelated clients are not affected; other kinds are counted apart.
+    let stranger = [Bucket::ip("198.51.100.7".parse().unwrap()), Bucket::account(&email("bob@example.com"))];
+    assert_eq!(throttle.check(&stranger, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap(), Ok(()));
+    assert_eq!(throttle.check(&both, ThrottleKind::CodeSent, FAILURES, later(300)).await.unwrap(), Ok(()));
+    // A restarted server (new handle, same database) still refuses; after the window it allows again.
+    let restarted = Throttle::new(t.db.clone());
+    assert!(restarted.check(&both, ThrottleKind::Failure, FAILURES, later(899)).await.unwrap().is_err());
+    assert_eq!(restarted.check(&both, ThrottleKind::Failure, FAILURES, later(901)).await.unwrap(), Ok(()));
+});
