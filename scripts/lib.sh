@@ -110,3 +110,15 @@ SQL
   done
   export DEPLOYCLAW_TEST_POSTGRES_URL="postgres://$PG_TEST_ROLE:$PG_TEST_PASSWORD@127.0.0.1:$port/postgres"
 }
+
+# A real SMTP server for the mail tests: Python's aiosmtpd in a project-owned venv (the tests start it).
+ensure_smtp_server() {
+  ensure_debs python3-venv
+  local venv="$CACHE/venv-smtp"
+  if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd 1.4.6 into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+  fi
+  export DEPLOYCLAW_TEST_SMTP_PYTHON="$venv/bin/python"
+}

@@ -51,6 +51,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    pub mail: MailConfig,
     pub log: LogConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
@@ -130,6 +131,15 @@ impl fmt::Debug for DatabaseTarget {
     }
 }
 
+/// Outgoing email.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The sender, e.g. `DeployClaw <no-reply@example.com>`.
+    pub from: String,
+    /// SMTP, or the local outbox folder when no SMTP URL is set (embedded mode only).
+    pub transport: crate::mail::MailTransport,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -162,7 +172,27 @@ struct RawConfig {
     data_dir: PathBuf,
     server: RawServer,
     database: RawDatabase,
+    mail: RawMail,
     log: RawLog,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    from: String,
+    #[serde(skip_serializing)]
+    smtp_url: Option<SecretString>,
+    outbox_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for RawMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawMail")
+            .field("from", &self.from)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("outbox_dir", &self.outbox_dir)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +241,7 @@ impl Default for RawConfig {
                 shutdown_grace_secs: 20,
             },
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
+            mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
         }
     }
@@ -288,13 +319,17 @@ impl Config {
     pub fn summary(&self) -> String {
         format!(
             "mode: {:?}\ndata_dir: {}\nserver.addr: {}\nserver.public_url: {}\nserver.site_root: {}\n\
-             database: {}\nlog.format: {:?}\nlog.filter: {}\nsources: {}",
+             database: {}\nmail: {}\nlog.format: {:?}\nlog.filter: {}\nsources: {}",
             self.mode,
             self.data_dir.display(),
             self.server.addr,
             self.server.public_url,
             self.server.site_root.display(),
             self.database.target.describe(),
+            match &self.mail.transport {
+                crate::mail::MailTransport::Smtp { .. } => "SMTP (URL hidden)".to_string(),
+                crate::mail::MailTransport::Outbox { dir } => format!("outbox {}", dir.display()),
+            },
             self.log.format,
             self.log.filter,
             self.sources.join(" < "),
@@ -375,6 +410,28 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         }
     }
 
+    if raw.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ConfigError::invalid("mail.from", "must be an address like `DeployClaw <no-reply@example.com>`"));
+    }
+    let transport = match &raw.mail.smtp_url {
+        Some(url) => {
+            let text = url.expose_secret();
+            if !(text.starts_with("smtp://") || text.starts_with("smtps://")) {
+                return Err(ConfigError::invalid("mail.smtp_url", "must start with smtp:// or smtps://"));
+            }
+            crate::mail::MailTransport::Smtp { url: url.clone() }
+        }
+        None if raw.mode == Mode::Production => {
+            return Err(ConfigError::invalid(
+                "mail.smtp_url",
+                "production mode needs an SMTP server (sign-in codes must reach people)",
+            ))
+        }
+        None => crate::mail::MailTransport::Outbox {
+            dir: raw.mail.outbox_dir.clone().unwrap_or_else(|| raw.data_dir.join("outbox")),
+        },
+    };
+
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
@@ -393,6 +450,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
             max_connections: raw.database.max_connections,
             connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
         },
+        mail: MailConfig { from: raw.mail.from, transport },
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         sources,
     })
@@ -510,6 +568,18 @@ mod tests {
     }
 
     #[test]
+    fn mail_defaults_to_an_outbox_under_the_data_dir_and_checks_its_keys() {
+        let c = load(&[("DEPLOYCLAW_DATA_DIR", "/srv/dc")]).unwrap();
+        assert!(
+            matches!(&c.mail.transport, crate::mail::MailTransport::Outbox { dir } if dir == Path::new("/srv/dc/outbox"))
+        );
+        let err = load(&[("DEPLOYCLAW_MAIL__FROM", "nobody")]).unwrap_err().to_string();
+        assert!(err.contains("mail.from"), "{err}");
+        let err = load(&[("DEPLOYCLAW_MAIL__SMTP_URL", "http://mail")]).unwrap_err().to_string();
+        assert!(err.contains("mail.smtp_url"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
         let err = load(&[("DEPLOYCLAW_SERVER__ADRR", "127.0.0.1:1")]).unwrap_err().to_string();
         assert!(err.contains("adrr"), "{err}");
@@ -548,12 +618,22 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("database.url"), "{err}");
-        let ok = load(&[
+        let err = load(&[
             ("DEPLOYCLAW_MODE", "production"),
             ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
             ("DATABASE_URL", "postgres://u@db/x"),
         ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mail.smtp_url"), "{err}");
+        let ok = load(&[
+            ("DEPLOYCLAW_MODE", "production"),
+            ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+            ("DATABASE_URL", "postgres://u@db/x"),
+            ("DEPLOYCLAW_MAIL__SMTP_URL", "smtps://mailer:M41lPass@smtp.example:465"),
+        ])
         .unwrap();
+        assert!(!format!("{ok:?}\n{}", ok.summary()).contains("M41lPass"), "SMTP password never shown");
         assert!(ok.server.is_tls());
         assert_eq!(ok.server.public_origin(), "https://deployclaw.example");
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod identity;
+pub mod mail;
 pub mod platform;
 pub mod scrub;
 pub mod vault;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
+use crate::mail::{MailError, Mailer};
 use crate::vault::keyring::{Keyring, KeyringError};
 use crate::vault::Vault;
 
@@ -21,6 +22,7 @@ struct Inner {
     config: Config,
     db: Db,
     vault: Vault,
+    mailer: Mailer,
     started: Instant,
 }
 
@@ -37,6 +39,8 @@ pub enum StartupError {
     Database(#[from] ConnectError),
     #[error("vault master keys: {0}")]
     Keyring(#[from] KeyringError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
 }
 
 /// Whether the platform can serve requests right now.
@@ -85,13 +89,18 @@ impl Platform {
         }
         let db = Db::connect(&config.database).await?;
         db.migrate().await?;
-        Ok(Self::from_parts(config, db, keyring))
+        Self::from_parts(config, db, keyring)
     }
 
     /// Assembles a platform from an already opened database and a keyring (tests, and `start`).
-    pub fn from_parts(config: Config, db: Db, keyring: Keyring) -> Self {
+    pub fn from_parts(config: Config, db: Db, keyring: Keyring) -> Result<Self, StartupError> {
+        let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
         let vault = Vault::new(db.clone(), keyring);
-        Self { inner: Arc::new(Inner { config, db, vault, started: Instant::now() }) }
+        Ok(Self { inner: Arc::new(Inner { config, db, vault, mailer, started: Instant::now() }) })
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
     }
 
     pub fn vault(&self) -> &Vault {

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod identity;
+mod mail;
 mod migrations;
 mod tenancy;
 mod vault;

@@ -20,7 +20,8 @@ async fn unmigrated_database_is_reported_pending(which: Which) {
     let status = t.db.migration_status().await.unwrap();
     assert!(status.pending > 0 && status.current_version.is_none(), "{status:?}");
     let platform =
-        Platform::from_parts(Config::load(ConfigFile::None).unwrap(), t.db.clone(), crate::support::test_keyring(&[1]));
+        Platform::from_parts(Config::load(ConfigFile::None).unwrap(), t.db.clone(), crate::support::test_keyring(&[1]))
+            .unwrap();
     let readiness = platform.readiness().await;
     assert!(!readiness.ready);
     assert!(readiness.database.ok);
@@ -89,7 +90,8 @@ async fn sqlite_creates_its_data_dir_and_runs_in_wal_mode_with_foreign_keys() {
 async fn closed_pool_makes_the_platform_not_ready() {
     let t = TestDb::fresh(Which::Sqlite).await;
     let platform =
-        Platform::from_parts(Config::load(ConfigFile::None).unwrap(), t.db.clone(), crate::support::test_keyring(&[1]));
+        Platform::from_parts(Config::load(ConfigFile::None).unwrap(), t.db.clone(), crate::support::test_keyring(&[1]))
+            .unwrap();
     assert!(platform.readiness().await.ready);
     t.db.close().await;
     let readiness = platform.readiness().await;

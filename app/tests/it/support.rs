@@ -45,7 +45,7 @@ impl TestApp {
                 "test",
             )
             .unwrap();
-            Platform::from_parts(config, db, keyring)
+            Platform::from_parts(config, db, keyring).unwrap()
         };
         let router = build_router(platform.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
