@@ -5,4 +5,5 @@
 //! TOTP, sessions and roles build on it.
 
 pub mod codes;
+pub mod sign_in;
 pub mod throttle;

@@ -82,3 +82,39 @@ pub async fn get(db: &Db, id: ClientId) -> Result<Client, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1");
     Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql).bind(id).fetch_one(p).await?))
 }
+
+/// Creates a client and its first user (role `owner`) atomically: both or neither.
+pub async fn create_with_owner(db: &Db, new: NewClient) -> Result<(Client, super::users::User), DbError> {
+    use super::users::{Role, User};
+    let now = super::now();
+    let client_sql = format!(
+        "INSERT INTO clients (id, name, email, plan, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'trial', 'active', $4, $4) RETURNING {COLUMNS}"
+    );
+    let user_sql = format!(
+        "INSERT INTO users (id, client_id, email, role, totp_enabled, created_at) \
+         VALUES ($1, $2, $3, $4, FALSE, $5) RETURNING {}",
+        super::users::COLUMNS
+    );
+    let (client_id, user_id) = (ClientId::new(), super::UserId::new());
+    Ok(on_pool!(db, |p| {
+        let mut tx = p.begin().await?;
+        let client = sqlx::query_as::<_, Client>(&client_sql)
+            .bind(client_id)
+            .bind(new.name.as_str())
+            .bind(&new.email)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let owner = sqlx::query_as::<_, User>(&user_sql)
+            .bind(user_id)
+            .bind(client_id)
+            .bind(&new.email)
+            .bind(Role::Owner)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        (client, owner)
+    }))
+}

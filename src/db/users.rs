@@ -37,7 +37,7 @@ pub struct User {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, client_id, email, display_name, role, totp_enabled, created_at, last_login_at";
+pub(super) const COLUMNS: &str = "id, client_id, email, display_name, role, totp_enabled, created_at, last_login_at";
 
 /// Adds a user to `client_id`. `Conflict` if the address is already in use (by any client), `Conflict`
 /// too if the client does not exist.

@@ -7,5 +7,6 @@ mod audit;
 mod identity;
 mod mail;
 mod migrations;
+mod sign_in;
 mod tenancy;
 mod vault;

@@ -1,0 +1,176 @@
+//! The passwordless first factor, end to end: "send me a code", then "here is the code".
+//!
+//! Both steps answer the same way whether or not the address has an account: a code is sent either way (for
+//! an unknown address it leads to sign-up), and every failure is the same rejection. Sending and guessing are
+//! throttled per IP and per account. Every step is audited - never with the code.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::codes::{CodeError, SignInCodes};
+use super::throttle::{self, Bucket, Throttle, ThrottleKind, Throttled};
+use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::db::clients::{self, ClientName, NewClient};
+use crate::db::users::{self, User};
+use crate::db::{ClientId, Db, DbError};
+use crate::email::EmailAddress;
+use crate::mail::{sign_in_code_email, MailError, Mailer};
+
+/// Where a request came from, for throttling and the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    /// Wrong, expired, used-up or unknown code: one answer for all.
+    #[error("that code is not valid; request a new one")]
+    Rejected,
+    #[error("we could not send the email right now; please try again in a few minutes")]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<CodeError> for SignInError {
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::Rejected(_) => Self::Rejected,
+            CodeError::Db(e) => Self::Db(e),
+        }
+    }
+}
+
+/// A verified address: proof, for [`SignIn::sign_up`], that the code step passed. Only this module makes one.
+#[derive(Debug)]
+pub struct VerifiedEmail(EmailAddress);
+
+impl VerifiedEmail {
+    pub fn email(&self) -> &EmailAddress {
+        &self.0
+    }
+}
+
+/// What a correct code leads to.
+#[derive(Debug)]
+pub enum CodeOutcome {
+    /// The address belongs to this user: continue with their second factor.
+    ExistingUser(User),
+    /// Nobody has this address yet: continue with sign-up.
+    NewAccount(VerifiedEmail),
+}
+
+#[derive(Clone, Debug)]
+pub struct SignIn {
+    db: Db,
+    codes: SignInCodes,
+    throttle: Throttle,
+    mailer: Mailer,
+}
+
+fn action(name: &'static str) -> ActionType {
+    ActionType::parse(name).expect("static action names are valid")
+}
+
+impl SignIn {
+    pub fn new(db: Db, codes: SignInCodes, mailer: Mailer) -> Self {
+        Self { throttle: Throttle::new(db.clone()), db, codes, mailer }
+    }
+
+    fn buckets(email: &EmailAddress, ctx: &RequestContext) -> [Bucket; 2] {
+        [Bucket::ip(ctx.ip), Bucket::account(email)]
+    }
+
+    async fn record(
+        &self,
+        client: Option<ClientId>,
+        actor: Actor,
+        name: &'static str,
+        email: &EmailAddress,
+        ctx: &RequestContext,
+    ) -> Result<(), DbError> {
+        let event = NewEvent::new(client, actor, action(name))
+            .target(email.as_str())
+            .metadata(json!({"user_agent": ctx.user_agent}))
+            .ip(ctx.ip);
+        audit::append(&self.db, event).await.map(|_| ())
+    }
+
+    /// Step 1: sends a sign-in code to `email`, whether or not it has an account.
+    pub async fn request_code(
+        &self,
+        email: &EmailAddress,
+        ctx: &RequestContext,
+        now: DateTime<Utc>,
+    ) -> Result<(), SignInError> {
+        let buckets = Self::buckets(email, ctx);
+        self.throttle.check(&buckets, ThrottleKind::CodeSent, throttle::CODE_SENDS, now).await??;
+        self.throttle.record(&buckets, ThrottleKind::CodeSent, now).await?;
+        let user = users::find_for_sign_in(&self.db, email).await?;
+        let code = self.codes.issue(email, now).await?;
+        let minutes = self.codes.ttl().as_secs() / 60;
+        self.mailer.send(sign_in_code_email(email, code.expose(), minutes)).await?;
+        drop(code);
+        match &user {
+            Some(u) => self.record(Some(u.client_id), Actor::User(u.id), "auth.code_sent", email, ctx).await?,
+            None => self.record(None, Actor::Platform, "auth.code_sent", email, ctx).await?,
+        }
+        Ok(())
+    }
+
+    /// Step 2: checks `code` for `email`.
+    pub async fn verify_code(
+        &self,
+        email: &EmailAddress,
+        code: &str,
+        ctx: &RequestContext,
+        now: DateTime<Utc>,
+    ) -> Result<CodeOutcome, SignInError> {
+        let buckets = Self::buckets(email, ctx);
+        self.throttle.check(&buckets, ThrottleKind::Failure, throttle::FAILURES, now).await??;
+        let user = users::find_for_sign_in(&self.db, email).await?;
+        let (client, actor) = match &user {
+            Some(u) => (Some(u.client_id), Actor::User(u.id)),
+            None => (None, Actor::Platform),
+        };
+        match self.codes.verify(email, code, now).await {
+            Ok(()) => {
+                self.record(client, actor, "auth.code_verified", email, ctx).await?;
+                Ok(match user {
+                    Some(u) => CodeOutcome::ExistingUser(u),
+                    None => CodeOutcome::NewAccount(VerifiedEmail(email.clone())),
+                })
+            }
+            Err(CodeError::Rejected(_)) => {
+                self.throttle.record(&buckets, ThrottleKind::Failure, now).await?;
+                self.record(client, actor, "auth.code_failed", email, ctx).await?;
+                Err(SignInError::Rejected)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates a client named `client_name` with `verified` as its owner, atomically. `Conflict` if the
+    /// address was taken in the meantime (then nothing is created).
+    pub async fn sign_up(
+        &self,
+        verified: VerifiedEmail,
+        client_name: ClientName,
+        ctx: &RequestContext,
+    ) -> Result<User, SignInError> {
+        let email = verified.0;
+        if users::find_for_sign_in(&self.db, &email).await?.is_some() {
+            return Err(DbError::Conflict("this address already has an account".into()).into());
+        }
+        let (client, owner) =
+            clients::create_with_owner(&self.db, NewClient { name: client_name, email: email.clone() }).await?;
+        self.record(Some(client.id), Actor::User(owner.id), "auth.signed_up", &email, ctx).await?;
+        Ok(owner)
+    }
+}
