@@ -5,5 +5,6 @@
 //! TOTP, sessions and roles build on it.
 
 pub mod codes;
+pub mod recovery;
 pub mod sign_in;
 pub mod throttle;
