@@ -10,6 +10,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 TOOLS="$CACHE/tools"
 export PATH="$HOME/.cargo/bin:$TOOLS/node_modules/.bin:$PATH"
 
+# CI works in a new clone every time: incremental caches would only pile up there.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+
 CARGO_LEPTOS_VERSION=0.3.10
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate version in Cargo.lock
 BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 emits WASM that fails to hydrate
@@ -62,6 +65,18 @@ ensure_build_tools() {
     log "installing wasm-opt from npm binaryen@$BINARYEN_VERSION"
     mkdir -p "$TOOLS"
     npm install --silent --no-fund --no-audit --prefix "$TOOLS" "binaryen@$BINARYEN_VERSION" >/dev/null
+  fi
+}
+
+# The build cache lives outside the clone and survives between runs; keep it from filling the disk.
+TARGET_CAP_GB=${DEPLOYCLAW_TARGET_CAP_GB:-30}
+prune_build_cache() {
+  [ -d "$CARGO_TARGET_DIR" ] || return 0
+  local kb
+  kb=$(du -sk "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)
+  if [ "${kb:-0}" -gt $((TARGET_CAP_GB * 1024 * 1024)) ]; then
+    log "build cache is $((kb / 1024 / 1024)) GB (cap ${TARGET_CAP_GB} GB): removing its debug and incremental parts"
+    rm -rf "$CARGO_TARGET_DIR/debug" "$CARGO_TARGET_DIR"/*/incremental "$CARGO_TARGET_DIR"/front/*/incremental
   fi
 }
 
