@@ -8,3 +8,4 @@ pub mod codes;
 pub mod recovery;
 pub mod sign_in;
 pub mod throttle;
+pub mod totp;

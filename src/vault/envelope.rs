@@ -15,12 +15,16 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::keyring::{KeyVersion, Keyring, MasterKey, KEY_BYTES};
-use crate::db::{AgentId, ClientId};
+use crate::db::{AgentId, ClientId, UserId};
 
 /// HKDF salt for per-client data keys (format v1).
 pub const CLIENT_KEY_SALT: &[u8] = b"deployclaw/vault/client-key/v1";
 /// First bytes of the associated data (format v1, NUL-terminated).
 pub const AAD_PREFIX: &[u8] = b"deployclaw/vault/v1\0";
+/// First bytes of the associated data of a user's own secret (e.g. the TOTP seed), format v1.
+pub const USER_SECRET_AAD_PREFIX: &[u8] = b"deployclaw/vault/user-secret/v1\0";
+/// First byte of an envelope serialised into one column ([`Envelope::to_bytes`]).
+pub const PACKED_FORMAT_V1: u8 = 1;
 /// AES-GCM nonce length.
 pub const NONCE_BYTES: usize = 12;
 /// AES-GCM tag length, appended to the ciphertext.
@@ -72,6 +76,75 @@ pub fn associated_data(binding: Binding<'_>) -> Result<Vec<u8>, EnvelopeError> {
     aad.extend_from_slice(&len.to_be_bytes());
     aad.extend_from_slice(name);
     Ok(aad)
+}
+
+/// The associated data of user `user_id`'s secret `name` (format v1): prefix, client, user, name length, name.
+pub fn user_secret_associated_data(client_id: ClientId, user_id: UserId, name: &str) -> Result<Vec<u8>, EnvelopeError> {
+    let len = u16::try_from(name.len()).map_err(|_| EnvelopeError::NameTooLong)?;
+    let mut aad = Vec::with_capacity(USER_SECRET_AAD_PREFIX.len() + 34 + name.len());
+    aad.extend_from_slice(USER_SECRET_AAD_PREFIX);
+    aad.extend_from_slice(client_id.as_uuid().as_bytes());
+    aad.extend_from_slice(user_id.as_uuid().as_bytes());
+    aad.extend_from_slice(&len.to_be_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    Ok(aad)
+}
+
+/// Seals a user's own secret (not an agent credential) under the current key.
+pub fn seal_user_secret(
+    keyring: &Keyring,
+    client_id: ClientId,
+    user_id: UserId,
+    name: &str,
+    plaintext: &[u8],
+) -> Result<Envelope, EnvelopeError> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    let (version, master) = keyring.current();
+    let aad = user_secret_associated_data(client_id, user_id, name)?;
+    let ciphertext = cipher(master, client_id)
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+        .map_err(|_| EnvelopeError::Unauthentic)?;
+    Ok(Envelope { key_version: version, nonce, ciphertext })
+}
+
+/// Opens a user's own secret sealed by [`seal_user_secret`] for the same client, user and name.
+pub fn open_user_secret(
+    keyring: &Keyring,
+    client_id: ClientId,
+    user_id: UserId,
+    name: &str,
+    envelope: &Envelope,
+) -> Result<SecretSlice<u8>, EnvelopeError> {
+    let master = keyring.get(envelope.key_version).ok_or(EnvelopeError::UnknownKeyVersion(envelope.key_version))?;
+    let aad = user_secret_associated_data(client_id, user_id, name)?;
+    let plaintext = cipher(master, client_id)
+        .decrypt(Nonce::from_slice(&envelope.nonce), Payload { msg: &envelope.ciphertext, aad: &aad })
+        .map_err(|_| EnvelopeError::Unauthentic)?;
+    Ok(SecretSlice::from(plaintext))
+}
+
+impl Envelope {
+    /// One-column form: format byte, key version (u32 big-endian), nonce, ciphertext with tag.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 4 + NONCE_BYTES + self.ciphertext.len());
+        out.push(PACKED_FORMAT_V1);
+        out.extend_from_slice(&self.key_version.0.to_be_bytes());
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Reads [`Envelope::to_bytes`]; anything malformed is [`EnvelopeError::Unauthentic`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let header = 1 + 4 + NONCE_BYTES;
+        if bytes.len() < header + TAG_BYTES || bytes[0] != PACKED_FORMAT_V1 {
+            return Err(EnvelopeError::Unauthentic);
+        }
+        let version = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+        let nonce = bytes[5..header].try_into().expect("12 bytes");
+        Ok(Self { key_version: KeyVersion(version), nonce, ciphertext: bytes[header..].to_vec() })
+    }
 }
 
 /// The per-client data key under `master` (zeroized on drop).
@@ -223,6 +296,25 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn user_secrets_are_bound_to_their_user_and_never_open_as_agent_credentials() {
+        let k = keyring(&[1]);
+        let (c, _) = ids();
+        let (u, u2) = (UserId::new(), UserId::new());
+        let e = seal_user_secret(&k, c, u, "totp", b"seed").unwrap();
+        assert_eq!(open_user_secret(&k, c, u, "totp", &e).unwrap().expose_secret(), b"seed");
+        assert_eq!(open_user_secret(&k, c, u2, "totp", &e).unwrap_err(), EnvelopeError::Unauthentic);
+        // Same UUID bytes as an agent id: a different domain prefix, so it still fails.
+        let as_agent = Binding { client_id: c, agent_id: AgentId::from(u.as_uuid()), name: "totp" };
+        assert_eq!(open(&k, as_agent, &e).unwrap_err(), EnvelopeError::Unauthentic);
+        let packed = Envelope::from_bytes(&e.to_bytes()).unwrap();
+        assert_eq!(packed, e);
+        assert!(Envelope::from_bytes(&e.to_bytes()[..20]).is_err());
+        let mut wrong_format = e.to_bytes();
+        wrong_format[0] = 9;
+        assert!(Envelope::from_bytes(&wrong_format).is_err());
     }
 
     proptest! {

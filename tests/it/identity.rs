@@ -194,3 +194,89 @@ mod recovery_codes {
         assert_eq!(recovery::redeem(&t.db, acme.id, ada.id, fresh[0].expose()).await.unwrap(), 9);
     });
 }
+
+mod totp {
+    use deployclaw::db::users::{self, Role};
+    use deployclaw::identity::totp::{self, TotpError};
+    use totp_rs::{Builder, Secret};
+
+    use super::*;
+    use crate::support::new_client;
+
+    /// What the user's authenticator app shows at `now`, from the base32 secret it was given.
+    fn app_code(secret_base32: &str, now: DateTime<Utc>) -> String {
+        let t = Builder::new()
+            .with_secret(Secret::try_from_base32(secret_base32).unwrap())
+            .with_account_name("test")
+            .build()
+            .unwrap();
+        t.generate(now.timestamp() as u64).to_string()
+    }
+
+    fn other_code(code: &str) -> String {
+        format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+    }
+
+    db_test!(enrol_then_verify_with_replay_guard_and_skew, |t| {
+        let keys = test_keyring(&[1]);
+        let acme = new_client(&t.db, "acme").await;
+        let ada_email = email("ada@acme.example");
+        let ada = users::create(&t.db, acme.id, &ada_email, Role::Owner).await.unwrap();
+        let enrollment = totp::begin(&t.db, &keys, acme.id, ada.id, &ada_email).await.unwrap();
+        assert!(enrollment.otpauth_url.starts_with("otpauth://totp/DeployClaw:"));
+        assert!(enrollment.qr_svg.contains("<svg"));
+        assert!(!format!("{enrollment:?}").contains(enrollment.secret_base32.as_str()));
+        let seed_leak = t
+            .raw_count(&format!(
+                "SELECT COUNT(*) FROM users WHERE CAST(totp_secret AS TEXT) LIKE '%{}%'",
+                &enrollment.secret_base32[..16]
+            ))
+            .await;
+        assert_eq!(seed_leak, 0, "the seed is stored sealed");
+
+        // Not active until confirmed; a wrong code does not confirm.
+        let code = app_code(&enrollment.secret_base32, t0());
+        assert!(matches!(totp::verify(&t.db, &keys, acme.id, ada.id, &code, t0()).await, Err(TotpError::NotEnrolled)));
+        assert!(totp::confirm(&t.db, &keys, acme.id, ada.id, &other_code(&code), t0()).await.is_err());
+        totp::confirm(&t.db, &keys, acme.id, ada.id, &code, t0()).await.unwrap();
+        assert!(users::get(&t.db, acme.id, ada.id).await.unwrap().totp_enabled);
+
+        // The confirming code cannot be replayed; the next step's code works once.
+        assert!(totp::verify(&t.db, &keys, acme.id, ada.id, &code, later(5)).await.is_err(), "replay refused");
+        let next = app_code(&enrollment.secret_base32, later(30));
+        totp::verify(&t.db, &keys, acme.id, ada.id, &next, later(30)).await.unwrap();
+        assert!(totp::verify(&t.db, &keys, acme.id, ada.id, &next, later(31)).await.is_err());
+        // One step of clock skew is accepted (a phone 30 s fast), two are not.
+        let fast = app_code(&enrollment.secret_base32, later(90));
+        totp::verify(&t.db, &keys, acme.id, ada.id, &fast, later(60)).await.unwrap();
+        let far = app_code(&enrollment.secret_base32, later(300));
+        assert!(totp::verify(&t.db, &keys, acme.id, ada.id, &far, later(240)).await.is_err());
+        // Enrolling again while active is refused.
+        assert!(matches!(
+            totp::begin(&t.db, &keys, acme.id, ada.id, &ada_email).await,
+            Err(TotpError::AlreadyEnrolled)
+        ));
+    });
+
+    db_test!(a_seed_copied_to_another_user_does_not_open, |t| {
+        let keys = test_keyring(&[1]);
+        let acme = new_client(&t.db, "acme").await;
+        let (ea, eb) = (email("a@acme.example"), email("b@acme.example"));
+        let a = users::create(&t.db, acme.id, &ea, Role::Owner).await.unwrap();
+        let b = users::create(&t.db, acme.id, &eb, Role::Member).await.unwrap();
+        let enrollment = totp::begin(&t.db, &keys, acme.id, a.id, &ea).await.unwrap();
+        totp::begin(&t.db, &keys, acme.id, b.id, &eb).await.unwrap();
+        let (a_lit, b_lit) = (t.literal_uuid(a.id.as_uuid()), t.literal_uuid(b.id.as_uuid()));
+        t.raw_execute(&format!(
+            "UPDATE users SET totp_secret = (SELECT totp_secret FROM users WHERE id = {a_lit}) WHERE id = {b_lit}"
+        ))
+        .await
+        .unwrap();
+        let code = app_code(&enrollment.secret_base32, t0());
+        let err = totp::confirm(&t.db, &keys, acme.id, b.id, &code, t0()).await.unwrap_err();
+        assert!(matches!(err, TotpError::Envelope(_)), "{err:?}");
+        // Another client's scope cannot reach the user at all.
+        let globex = new_client(&t.db, "globex").await;
+        assert!(totp::confirm(&t.db, &keys, globex.id, a.id, &code, t0()).await.is_err());
+    });
+}
