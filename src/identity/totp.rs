@@ -136,21 +136,15 @@ pub async fn confirm(
     now: DateTime<Utc>,
 ) -> Result<(), TotpError> {
     let step = check(db, keyring, client_id, user_id, code, now, false).await?;
-    let n = on_pool!(db, |p| sqlx::query(
+    accept_step(
+        db,
         "UPDATE users SET totp_enabled = TRUE, totp_last_step = $1 \
-         WHERE id = $2 AND client_id = $3 AND totp_enabled = FALSE AND totp_secret IS NOT NULL"
+         WHERE id = $2 AND client_id = $3 AND totp_enabled = FALSE AND totp_secret IS NOT NULL",
+        step,
+        client_id,
+        user_id,
     )
-    .bind(step)
-    .bind(user_id)
-    .bind(client_id)
-    .execute(p)
-    .await?
-    .rows_affected());
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(CodeRejected.into())
-    }
+    .await
 }
 
 /// Checks a code of an enrolled user; each time step is accepted once.
@@ -164,16 +158,21 @@ pub async fn verify(
 ) -> Result<(), TotpError> {
     let step = check(db, keyring, client_id, user_id, code, now, true).await?;
     // Replay guard, atomic: only a step newer than the last accepted one moves it forward.
-    let n = on_pool!(db, |p| sqlx::query(
+    accept_step(
+        db,
         "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND client_id = $3 AND totp_enabled = TRUE \
-         AND (totp_last_step IS NULL OR totp_last_step < $1)"
+         AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        step,
+        client_id,
+        user_id,
     )
-    .bind(step)
-    .bind(user_id)
-    .bind(client_id)
-    .execute(p)
-    .await?
-    .rows_affected());
+    .await
+}
+
+/// Runs a conditional update binding ($1 step, $2 user, $3 client): accepted only if it changed the row.
+async fn accept_step(db: &Db, sql: &str, step: i64, client_id: ClientId, user_id: UserId) -> Result<(), TotpError> {
+    let n =
+        on_pool!(db, |p| sqlx::query(sql).bind(step).bind(user_id).bind(client_id).execute(p).await?.rows_affected());
     if n == 1 {
         Ok(())
     } else {

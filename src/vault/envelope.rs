@@ -65,29 +65,28 @@ pub enum EnvelopeError {
     NameTooLong,
 }
 
-/// The associated data for `binding` (format v1).
-pub fn associated_data(binding: Binding<'_>) -> Result<Vec<u8>, EnvelopeError> {
-    let name = binding.name.as_bytes();
+/// The associated data layout shared by every domain (format v1): `prefix` || client id (16 bytes) ||
+/// owner id (16 bytes: agent or user) || name length (u16, big-endian) || name (UTF-8).
+fn aad_v1(prefix: &[u8], client_id: ClientId, owner: &uuid::Uuid, name: &str) -> Result<Vec<u8>, EnvelopeError> {
+    let name = name.as_bytes();
     let len = u16::try_from(name.len()).map_err(|_| EnvelopeError::NameTooLong)?;
-    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 16 + 16 + 2 + name.len());
-    aad.extend_from_slice(AAD_PREFIX);
-    aad.extend_from_slice(binding.client_id.as_uuid().as_bytes());
-    aad.extend_from_slice(binding.agent_id.as_uuid().as_bytes());
+    let mut aad = Vec::with_capacity(prefix.len() + 16 + 16 + 2 + name.len());
+    aad.extend_from_slice(prefix);
+    aad.extend_from_slice(client_id.as_uuid().as_bytes());
+    aad.extend_from_slice(owner.as_bytes());
     aad.extend_from_slice(&len.to_be_bytes());
     aad.extend_from_slice(name);
     Ok(aad)
 }
 
-/// The associated data of user `user_id`'s secret `name` (format v1): prefix, client, user, name length, name.
+/// The associated data for `binding` (format v1).
+pub fn associated_data(binding: Binding<'_>) -> Result<Vec<u8>, EnvelopeError> {
+    aad_v1(AAD_PREFIX, binding.client_id, &binding.agent_id.as_uuid(), binding.name)
+}
+
+/// The associated data of user `user_id`'s secret `name` (format v1).
 pub fn user_secret_associated_data(client_id: ClientId, user_id: UserId, name: &str) -> Result<Vec<u8>, EnvelopeError> {
-    let len = u16::try_from(name.len()).map_err(|_| EnvelopeError::NameTooLong)?;
-    let mut aad = Vec::with_capacity(USER_SECRET_AAD_PREFIX.len() + 34 + name.len());
-    aad.extend_from_slice(USER_SECRET_AAD_PREFIX);
-    aad.extend_from_slice(client_id.as_uuid().as_bytes());
-    aad.extend_from_slice(user_id.as_uuid().as_bytes());
-    aad.extend_from_slice(&len.to_be_bytes());
-    aad.extend_from_slice(name.as_bytes());
-    Ok(aad)
+    aad_v1(USER_SECRET_AAD_PREFIX, client_id, &user_id.as_uuid(), name)
 }
 
 /// Seals a user's own secret (not an agent credential) under the current key.
@@ -98,14 +97,9 @@ pub fn seal_user_secret(
     name: &str,
     plaintext: &[u8],
 ) -> Result<Envelope, EnvelopeError> {
-    let mut nonce = [0u8; NONCE_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let (version, master) = keyring.current();
     let aad = user_secret_associated_data(client_id, user_id, name)?;
-    let ciphertext = cipher(master, client_id)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-        .map_err(|_| EnvelopeError::Unauthentic)?;
-    Ok(Envelope { key_version: version, nonce, ciphertext })
+    seal_aad(version, master, client_id, &aad, plaintext, fresh_nonce())
 }
 
 /// Opens a user's own secret sealed by [`seal_user_secret`] for the same client, user and name.
@@ -116,12 +110,7 @@ pub fn open_user_secret(
     name: &str,
     envelope: &Envelope,
 ) -> Result<SecretSlice<u8>, EnvelopeError> {
-    let master = keyring.get(envelope.key_version).ok_or(EnvelopeError::UnknownKeyVersion(envelope.key_version))?;
-    let aad = user_secret_associated_data(client_id, user_id, name)?;
-    let plaintext = cipher(master, client_id)
-        .decrypt(Nonce::from_slice(&envelope.nonce), Payload { msg: &envelope.ciphertext, aad: &aad })
-        .map_err(|_| EnvelopeError::Unauthentic)?;
-    Ok(SecretSlice::from(plaintext))
+    open_aad(keyring, client_id, &user_secret_associated_data(client_id, user_id, name)?, envelope)
 }
 
 impl Envelope {
@@ -160,12 +149,46 @@ fn cipher(master: &MasterKey, client_id: ClientId) -> Aes256Gcm {
     Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key")
 }
 
-/// Seals `plaintext` for `binding` under the keyring's current key with a fresh random nonce.
-pub fn seal(keyring: &Keyring, binding: Binding<'_>, plaintext: &[u8]) -> Result<Envelope, EnvelopeError> {
+fn fresh_nonce() -> [u8; NONCE_BYTES] {
     let mut nonce = [0u8; NONCE_BYTES];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    nonce
+}
+
+/// The one encryption: AES-256-GCM under the client's key for `version`, with `aad`.
+fn seal_aad(
+    version: KeyVersion,
+    master: &MasterKey,
+    client_id: ClientId,
+    aad: &[u8],
+    plaintext: &[u8],
+    nonce: [u8; NONCE_BYTES],
+) -> Result<Envelope, EnvelopeError> {
+    let ciphertext = cipher(master, client_id)
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .map_err(|_| EnvelopeError::Unauthentic)?;
+    Ok(Envelope { key_version: version, nonce, ciphertext })
+}
+
+/// The one decryption: fails unless the key version is known and nonce, ciphertext, tag and `aad` are
+/// exactly those it was sealed with.
+fn open_aad(
+    keyring: &Keyring,
+    client_id: ClientId,
+    aad: &[u8],
+    envelope: &Envelope,
+) -> Result<SecretSlice<u8>, EnvelopeError> {
+    let master = keyring.get(envelope.key_version).ok_or(EnvelopeError::UnknownKeyVersion(envelope.key_version))?;
+    let plaintext = cipher(master, client_id)
+        .decrypt(Nonce::from_slice(&envelope.nonce), Payload { msg: &envelope.ciphertext, aad })
+        .map_err(|_| EnvelopeError::Unauthentic)?;
+    Ok(SecretSlice::from(plaintext))
+}
+
+/// Seals `plaintext` for `binding` under the keyring's current key with a fresh random nonce.
+pub fn seal(keyring: &Keyring, binding: Binding<'_>, plaintext: &[u8]) -> Result<Envelope, EnvelopeError> {
     let (version, master) = keyring.current();
-    seal_with_nonce(version, master, binding, plaintext, nonce)
+    seal_with_nonce(version, master, binding, plaintext, fresh_nonce())
 }
 
 /// Sealing with a caller-chosen nonce: only for [`seal`] and the known-answer test. A nonce must never be
@@ -177,22 +200,13 @@ pub(crate) fn seal_with_nonce(
     plaintext: &[u8],
     nonce: [u8; NONCE_BYTES],
 ) -> Result<Envelope, EnvelopeError> {
-    let aad = associated_data(binding)?;
-    let ciphertext = cipher(master, binding.client_id)
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-        .map_err(|_| EnvelopeError::Unauthentic)?;
-    Ok(Envelope { key_version: version, nonce, ciphertext })
+    seal_aad(version, master, binding.client_id, &associated_data(binding)?, plaintext, nonce)
 }
 
 /// Opens `envelope` for `binding`. Fails unless the key version is known and the nonce, ciphertext, tag and
 /// binding are exactly those it was sealed with.
 pub fn open(keyring: &Keyring, binding: Binding<'_>, envelope: &Envelope) -> Result<SecretSlice<u8>, EnvelopeError> {
-    let master = keyring.get(envelope.key_version).ok_or(EnvelopeError::UnknownKeyVersion(envelope.key_version))?;
-    let aad = associated_data(binding)?;
-    let plaintext = cipher(master, binding.client_id)
-        .decrypt(Nonce::from_slice(&envelope.nonce), Payload { msg: &envelope.ciphertext, aad: &aad })
-        .map_err(|_| EnvelopeError::Unauthentic)?;
-    Ok(SecretSlice::from(plaintext))
+    open_aad(keyring, binding.client_id, &associated_data(binding)?, envelope)
 }
 
 #[cfg(test)]
