@@ -52,9 +52,17 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub mail: MailConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
+}
+
+/// Sign-in settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// How long an emailed sign-in code stays valid (1 to 15 minutes; OWASP ASVS caps it at 10 by default).
+    pub code_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +81,12 @@ impl ServerConfig {
     /// True when the public origin is HTTPS: cookies get `Secure` and responses carry HSTS.
     pub fn is_tls(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// Session cookies are `Secure` (and named with the `__Host-` prefix) unless the public URL is plain http
+    /// on a loopback address - local development, the only place configuration allows http.
+    pub fn secure_cookies(&self) -> bool {
+        self.is_tls()
     }
 
     /// The public origin as a browser sends it in `Origin` (`scheme://host[:port]`, no path).
@@ -173,7 +187,14 @@ struct RawConfig {
     server: RawServer,
     database: RawDatabase,
     mail: RawMail,
+    auth: RawAuth,
     log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    code_ttl_minutes: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -242,6 +263,7 @@ impl Default for RawConfig {
             },
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
+            auth: RawAuth { code_ttl_minutes: 10 },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
         }
     }
@@ -376,6 +398,13 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
             Url::parse(&format!("http://{authority}")).expect("socket address forms a valid URL")
         }
     };
+    if public_url.scheme() == "http" && !is_loopback_host(&public_url) {
+        return Err(ConfigError::invalid(
+            "server.public_url",
+            "http:// is allowed only on a loopback address (local development): session cookies must be Secure \
+             everywhere else, so set an https:// public URL",
+        ));
+    }
 
     if raw.server.shutdown_grace_secs > 300 {
         return Err(ConfigError::invalid("server.shutdown_grace_secs", "must be at most 300 seconds"));
@@ -432,6 +461,13 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         },
     };
 
+    if !(1..=15).contains(&raw.auth.code_ttl_minutes) {
+        return Err(ConfigError::invalid(
+            "auth.code_ttl_minutes",
+            "must be between 1 and 15 minutes (10 is recommended)",
+        ));
+    }
+
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
@@ -451,9 +487,19 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
             connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs),
         },
         mail: MailConfig { from: raw.mail.from, transport },
+        auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         sources,
     })
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError> {
@@ -644,6 +690,27 @@ mod tests {
         let c = load_file(ConfigFile::Path(example), &[]).expect("deployclaw.example.toml loads");
         assert_eq!(c.server.addr.port(), 3000);
         assert!(c.sources.iter().any(|s| s.contains("deployclaw.example.toml")));
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback_and_the_code_ttl_is_capped() {
+        for url in ["http://localhost:3000", "http://127.0.0.1:3000", "http://[::1]:3000"] {
+            let c = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", url)]).unwrap();
+            assert!(!c.server.secure_cookies(), "{url}");
+        }
+        let err = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "http://deployclaw.example")]).unwrap_err().to_string();
+        assert!(err.contains("server.public_url") && err.contains("loopback"), "{err}");
+        let err = load(&[("DEPLOYCLAW_SERVER__ADDR", "192.0.2.10:3000")]).unwrap_err().to_string();
+        assert!(err.contains("server.public_url"), "{err}");
+        let c = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example")]).unwrap();
+        assert!(c.server.secure_cookies());
+
+        assert_eq!(load(&[]).unwrap().auth.code_ttl, Duration::from_secs(600));
+        assert_eq!(load(&[("DEPLOYCLAW_AUTH__CODE_TTL_MINUTES", "15")]).unwrap().auth.code_ttl.as_secs(), 900);
+        for bad in ["0", "16"] {
+            let err = load(&[("DEPLOYCLAW_AUTH__CODE_TTL_MINUTES", bad)]).unwrap_err().to_string();
+            assert!(err.contains("auth.code_ttl_minutes"), "{err}");
+        }
     }
 
     #[test]

@@ -166,3 +166,54 @@ pub fn sign_in_code_email(to: &EmailAddress, code: &str, valid_minutes: u64) -> 
         ),
     }
 }
+
+/// Where and when something happened, for security notices.
+#[derive(Debug, Clone)]
+pub struct NoticeContext {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub ip: std::net::IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl NoticeContext {
+    fn lines(&self) -> String {
+        format!(
+            "    Time:       {}\n    IP address: {}\n    Browser:    {}\n",
+            self.at.format("%Y-%m-%d %H:%M UTC"),
+            self.ip,
+            self.user_agent.as_deref().unwrap_or("unknown")
+        )
+    }
+}
+
+/// Sent when a sign-in completes from a device or network the user has not used before.
+pub fn new_device_email(to: &EmailAddress, seen: &NoticeContext) -> OutgoingEmail {
+    OutgoingEmail {
+        to: to.clone(),
+        subject: "New sign-in to your DeployClaw account".into(),
+        body: format!(
+            "Your DeployClaw account was just signed in to from a device or network we have not seen before:\n\n\
+             {}\n\
+             If this was you, there is nothing to do.\n\n\
+             If it was not you, someone has your email and your authenticator (or a recovery code). Open\n\
+             Settings > Sessions, choose \"Sign out everywhere\", and contact your account owner.\n",
+            seen.lines()
+        ),
+    }
+}
+
+/// Sent when one of the user's recovery codes is used.
+pub fn recovery_code_used_email(to: &EmailAddress, seen: &NoticeContext, remaining: usize) -> OutgoingEmail {
+    OutgoingEmail {
+        to: to.clone(),
+        subject: "A DeployClaw recovery code was used".into(),
+        body: format!(
+            "One of your DeployClaw recovery codes was just used to sign in, and your authenticator was reset:\n\n\
+             {}\n\
+             {remaining} unused recovery code(s) remain; a new set is issued when you set up your new authenticator.\n\n\
+             If this was not you, someone has your email and a recovery code. Contact your account owner or\n\
+             DeployClaw support right away.\n",
+            seen.lines()
+        ),
+    }
+}

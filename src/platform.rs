@@ -9,6 +9,11 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
+use crate::identity::codes::SignInCodes;
+use crate::identity::session::store::DbSessionStore;
+use crate::identity::sign_in::SignIn;
+use crate::identity::team::Team;
+use crate::identity::two_factor::TwoFactor;
 use crate::mail::{MailError, Mailer};
 use crate::vault::keyring::{Keyring, KeyringError};
 use crate::vault::Vault;
@@ -23,6 +28,10 @@ struct Inner {
     db: Db,
     vault: Vault,
     mailer: Mailer,
+    sign_in: SignIn,
+    two_factor: TwoFactor,
+    team: Team,
+    sessions: DbSessionStore,
     started: Instant,
 }
 
@@ -95,8 +104,34 @@ impl Platform {
     /// Assembles a platform from an already opened database and a keyring (tests, and `start`).
     pub fn from_parts(config: Config, db: Db, keyring: Keyring) -> Result<Self, StartupError> {
         let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
+        let codes = SignInCodes::new(db.clone(), &keyring, config.auth.code_ttl);
+        let sign_in = SignIn::new(db.clone(), codes, mailer.clone());
+        let two_factor = TwoFactor::new(db.clone(), keyring.clone(), mailer.clone());
+        let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
+        let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
-        Ok(Self { inner: Arc::new(Inner { config, db, vault, mailer, started: Instant::now() }) })
+        let inner = Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, started: Instant::now() };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The first factor: email codes and sign-up.
+    pub fn sign_in(&self) -> &SignIn {
+        &self.inner.sign_in
+    }
+
+    /// The second factor: TOTP, recovery codes, resets, sign-in completion.
+    pub fn two_factor(&self) -> &TwoFactor {
+        &self.inner.two_factor
+    }
+
+    /// Team membership and roles.
+    pub fn team(&self) -> &Team {
+        &self.inner.team
+    }
+
+    /// The session store (also handed to the web layer's session middleware).
+    pub fn sessions(&self) -> &DbSessionStore {
+        &self.inner.sessions
     }
 
     pub fn mailer(&self) -> &Mailer {

@@ -76,3 +76,29 @@ pub async fn find_for_sign_in(db: &Db, email: &EmailAddress) -> Result<Option<Us
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
     Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(p).await?))
 }
+
+/// Records a completed sign-in.
+pub async fn record_sign_in(db: &Db, client_id: ClientId, id: UserId, at: DateTime<Utc>) -> Result<(), DbError> {
+    on_pool!(db, |p| sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2 AND client_id = $3")
+        .bind(at)
+        .bind(id)
+        .bind(client_id)
+        .execute(p)
+        .await
+        .map(|_| ())?);
+    Ok(())
+}
+
+/// Changes a user's role within their client. `NotFound` for a user of another client.
+pub async fn set_role(db: &Db, client_id: ClientId, id: UserId, role: Role) -> Result<User, DbError> {
+    let sql = format!("UPDATE users SET role = $1 WHERE id = $2 AND client_id = $3 RETURNING {COLUMNS}");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(role).bind(id).bind(client_id).fetch_one(p).await?))
+}
+
+/// The client that platform operators belong to, if one has been created.
+pub async fn operator_client(db: &Db) -> Result<Option<ClientId>, DbError> {
+    Ok(on_pool!(db, |p| sqlx::query_scalar("SELECT client_id FROM users WHERE role = $1 ORDER BY created_at LIMIT 1")
+        .bind(Role::PlatformAdmin)
+        .fetch_optional(p)
+        .await?))
+}

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::codes::{CodeError, SignInCodes};
@@ -47,8 +48,10 @@ impl From<CodeError> for SignInError {
     }
 }
 
-/// A verified address: proof, for [`SignIn::sign_up`], that the code step passed. Only this module makes one.
-#[derive(Debug)]
+/// A verified address: proof, for [`SignIn::sign_up`], that the code step passed. Only this module makes one;
+/// it is deserialised only from server-side session state (the session store), never from a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct VerifiedEmail(EmailAddress);
 
 impl VerifiedEmail {

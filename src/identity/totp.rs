@@ -207,3 +207,28 @@ async fn check(
     let step = t.check(&code, unix_seconds(now)).ok_or(CodeRejected)?;
     i64::try_from(step).map_err(|_| TotpError::Rejected(CodeRejected))
 }
+
+/// Removes the user's authenticator and recovery codes: they must enrol again at their next sign-in.
+/// Returns whether an authenticator (active or pending) was removed.
+pub async fn reset(db: &Db, client_id: ClientId, user_id: UserId) -> Result<bool, TotpError> {
+    let removed = on_pool!(db, |p| {
+        let mut tx = p.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_enabled = FALSE, totp_last_step = NULL \
+             WHERE id = $1 AND client_id = $2 AND totp_secret IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        n
+    });
+    Ok(removed == 1)
+}

@@ -7,6 +7,7 @@ mod audit;
 mod identity;
 mod mail;
 mod migrations;
+mod sessions;
 mod sign_in;
 mod tenancy;
 mod vault;
