@@ -1,6 +1,11 @@
 //! Server functions and the DTOs they exchange with the browser, one file per area. Each server function
 //! is a thin adapter: take the platform handle from context, call one core function, map to a DTO.
 
+pub mod account;
+pub mod admin;
+pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod caller;
 pub mod error;
 pub mod system;
 

@@ -8,6 +8,7 @@ use leptos_router::path;
 use crate::pages::dashboard::{
     AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage, SettingsPage,
 };
+use crate::pages::sign_in::{EnrollPage, SignInPage, SignUpPage, VerifyPage};
 use crate::pages::{LandingPage, NotFoundPage};
 
 /// The HTML document rendered around the app on the server. The hydration scripts carry the per-request
@@ -47,6 +48,10 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFoundPage>
                 <Route path=path!("/") view=LandingPage />
+                <Route path=path!("/sign-in") view=SignInPage />
+                <Route path=path!("/sign-up") view=SignUpPage />
+                <Route path=path!("/sign-in/enroll") view=EnrollPage />
+                <Route path=path!("/sign-in/verify") view=VerifyPage />
                 <ParentRoute path=path!("/dashboard") view=DashboardLayout>
                     <Route path=path!("") view=OverviewPage />
                     <Route path=path!("agents") view=AgentsPage />

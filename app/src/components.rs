@@ -38,3 +38,88 @@ pub fn EmptyState(title: &'static str, children: Children) -> impl IntoView {
         </section>
     }
 }
+
+/// An error from the server, said plainly, announced to screen readers.
+#[component]
+pub fn ErrorNotice(error: crate::api::AppError) -> impl IntoView {
+    let sign_in = matches!(error, crate::api::AppError::SignInRequired(_));
+    view! {
+        <p class="notice error" role="alert" data-testid="error">
+            {error.to_string()}
+            {sign_in.then(|| view! { " " <a href="/sign-in">"Sign in"</a> })}
+        </p>
+    }
+}
+
+/// The error of a server action's last run, if it failed, as a notice.
+pub fn action_error<S>(action: ServerAction<S>) -> impl Fn() -> Option<AnyView> + Copy + Send + Sync + 'static
+where
+    S: leptos::server_fn::ServerFn<Error = crate::api::AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    move || action.value().get().and_then(Result::err).map(|error| view! { <ErrorNotice error /> }.into_any())
+}
+
+/// True once the page has hydrated (an effect only runs in the browser); forms stay disabled until then so
+/// a click never goes unanswered.
+pub fn hydrated() -> RwSignal<bool> {
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    hydrated
+}
+
+/// The frame of the sign-in pages: the brand, a card with a title and a short explanation.
+#[component]
+pub fn AuthFrame(title: &'static str, #[prop(into)] lead: String, children: Children) -> impl IntoView {
+    let hydrated = hydrated();
+    view! {
+        <main class="auth-page" id="main" data-hydrated=move || hydrated.get().to_string()>
+            <div class="auth-brand">
+                <Brand />
+            </div>
+            <section class="card auth-card" aria-labelledby="auth-title">
+                <h1 id="auth-title">{title}</h1>
+                <p class="lead">{lead}</p>
+                {children()}
+            </section>
+            <p class="auth-foot muted">
+                "No passwords: a one-time code by email, then your authenticator app, every time."
+            </p>
+        </main>
+    }
+}
+
+/// Shown when a sensitive change needs a fresh second factor: asks for an authenticator code, then the user
+/// repeats the change.
+#[component]
+pub fn ConfirmTwoFactor(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
+    let confirm = ServerAction::<crate::api::auth::VerifyTotp>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = confirm.value().get() {
+            on_done.run(());
+        }
+    });
+    let error = action_error(confirm);
+    view! {
+        <div class="confirm-2fa" role="group" aria-labelledby="confirm-2fa-title">
+            <p id="confirm-2fa-title">
+                <strong>"Confirm it is you."</strong>
+                " Changes like this need a code from your authenticator app from the last 15 minutes."
+            </p>
+            <ActionForm action=confirm attr:class="inline-form">
+                <label for="confirm-2fa-code">"Authenticator code"</label>
+                <input
+                    id="confirm-2fa-code"
+                    name="code"
+                    inputmode="numeric"
+                    autocomplete="one-time-code"
+                    pattern="[0-9 ]{6,7}"
+                    maxlength="7"
+                    required
+                />
+                <button type="submit" disabled=move || confirm.pending().get()>"Confirm"</button>
+            </ActionForm>
+            {error}
+        </div>
+    }
+}

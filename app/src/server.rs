@@ -4,6 +4,7 @@
 mod cli;
 pub mod headers;
 pub mod router;
+pub mod session;
 pub mod telemetry;
 
 use std::future::IntoFuture;
@@ -89,27 +90,38 @@ async fn vault(config: Config, command: cli::VaultCommand) -> Result<ExitCode, B
     println!("keyring: {} (current {current}, from {})", versions.join(", "), vault.keyring().source);
     let code = match command {
         cli::VaultCommand::Status => {
+            let note = |version| if version == current { "" } else { " - run `deployclaw vault rotate`" };
             for (version, count) in rotation::status(vault).await? {
-                let note = if version == current { "" } else { " - run `deployclaw vault rotate`" };
-                println!("credentials sealed with {version}: {count}{note}");
+                println!("credentials sealed with {version}: {count}{}", note(version));
+            }
+            let seeds = rotation::totp_seeds::status(vault).await?;
+            for (version, count) in seeds.by_version {
+                println!("TOTP seeds sealed with {version}: {count}{}", note(version));
+            }
+            if seeds.unreadable > 0 {
+                println!("TOTP seeds not in a known envelope format: {}", seeds.unreadable);
             }
             ExitCode::SUCCESS
         }
         cli::VaultCommand::Rotate { batch_size, throttle_ms } => {
             let throttle = Duration::from_millis(throttle_ms);
             let report = rotation::rotate(vault, batch_size, throttle, |p| {
+                let (c, t) = (p.credentials(), &p.totp_seeds);
                 println!(
-                    "rotated {} (skipped {}, failed {}), {} left below {current}",
-                    p.converted, p.skipped, p.failed, p.remaining
+                    "rotated {} credentials (skipped {}, failed {}) and {} TOTP seeds (skipped {}, failed {}); \
+                     {} credentials and {} TOTP seeds left below {current}",
+                    c.converted, c.skipped, c.failed, t.converted, t.skipped, t.failed, c.remaining, t.remaining
                 );
             })
             .await?;
-            for (id, reason) in &report.failures {
-                eprintln!("credential {id}: {reason}");
+            for (record, reason) in &report.failures {
+                eprintln!("{record}: {reason}");
             }
+            let (c, t) = (report.progress.credentials(), &report.progress.totp_seeds);
             println!(
-                "rotation to {} finished: {} converted, {} skipped, {} failed",
-                report.target, report.progress.converted, report.progress.skipped, report.progress.failed
+                "rotation to {} finished: credentials {} converted, {} skipped, {} failed; \
+                 TOTP seeds {} converted, {} skipped, {} failed",
+                report.target, c.converted, c.skipped, c.failed, t.converted, t.skipped, t.failed
             );
             if report.failures.is_empty() {
                 ExitCode::SUCCESS

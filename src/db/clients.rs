@@ -118,3 +118,21 @@ pub async fn create_with_owner(db: &Db, new: NewClient) -> Result<(Client, super
         (client, owner)
     }))
 }
+
+/// Every client, newest first, with how many users it has: for platform operators only (the admin console
+/// checks the caller's role before calling this).
+pub async fn list_all_for_operators(db: &Db, limit: u32) -> Result<Vec<(Client, i64)>, DbError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        client: Client,
+        users: i64,
+    }
+    let sql = format!(
+        "SELECT {COLUMNS}, (SELECT COUNT(*) FROM users u WHERE u.client_id = clients.id) AS users \
+         FROM clients ORDER BY created_at DESC LIMIT $1"
+    );
+    let limit = i64::from(limit.clamp(1, 1000));
+    let rows: Vec<Row> = on_pool!(db, |p| sqlx::query_as::<_, Row>(&sql).bind(limit).fetch_all(p).await?);
+    Ok(rows.into_iter().map(|r| (r.client, r.users)).collect())
+}

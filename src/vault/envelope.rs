@@ -25,6 +25,8 @@ pub const AAD_PREFIX: &[u8] = b"deployclaw/vault/v1\0";
 pub const USER_SECRET_AAD_PREFIX: &[u8] = b"deployclaw/vault/user-secret/v1\0";
 /// First byte of an envelope serialised into one column ([`Envelope::to_bytes`]).
 pub const PACKED_FORMAT_V1: u8 = 1;
+/// Length of a packed envelope's header: format byte and key version (u32 big-endian).
+pub const PACKED_HEADER_BYTES: usize = 5;
 /// AES-GCM nonce length.
 pub const NONCE_BYTES: usize = 12;
 /// AES-GCM tag length, appended to the ciphertext.
@@ -126,13 +128,29 @@ impl Envelope {
 
     /// Reads [`Envelope::to_bytes`]; anything malformed is [`EnvelopeError::Unauthentic`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let header = 1 + 4 + NONCE_BYTES;
-        if bytes.len() < header + TAG_BYTES || bytes[0] != PACKED_FORMAT_V1 {
+        let header = PACKED_HEADER_BYTES + NONCE_BYTES;
+        if bytes.len() < header + TAG_BYTES {
             return Err(EnvelopeError::Unauthentic);
         }
-        let version = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
-        let nonce = bytes[5..header].try_into().expect("12 bytes");
-        Ok(Self { key_version: KeyVersion(version), nonce, ciphertext: bytes[header..].to_vec() })
+        let version = Self::packed_key_version(bytes).ok_or(EnvelopeError::Unauthentic)?;
+        let nonce = bytes[PACKED_HEADER_BYTES..header].try_into().expect("12 bytes");
+        Ok(Self { key_version: version, nonce, ciphertext: bytes[header..].to_vec() })
+    }
+
+    /// The key version of a packed envelope, read from its header alone (the rest may be absent).
+    pub fn packed_key_version(bytes: &[u8]) -> Option<KeyVersion> {
+        match bytes.get(..PACKED_HEADER_BYTES)? {
+            [PACKED_FORMAT_V1, version @ ..] => Some(KeyVersion(u32::from_be_bytes(version.try_into().ok()?))),
+            _ => None,
+        }
+    }
+
+    /// The header every envelope packed under `version` starts with. Headers compare byte-wise in the
+    /// order of their versions (big-endian), so a query can find envelopes sealed below a version by
+    /// comparing their first [`PACKED_HEADER_BYTES`] with this, without parsing them.
+    pub fn packed_header(version: KeyVersion) -> [u8; PACKED_HEADER_BYTES] {
+        let [a, b, c, d] = version.0.to_be_bytes();
+        [PACKED_FORMAT_V1, a, b, c, d]
     }
 }
 
@@ -329,6 +347,22 @@ mod tests {
         let mut wrong_format = e.to_bytes();
         wrong_format[0] = 9;
         assert!(Envelope::from_bytes(&wrong_format).is_err());
+    }
+
+    #[test]
+    fn packed_headers_sort_like_their_versions_and_name_them() {
+        let k = keyring(&[1]);
+        let packed = seal_user_secret(&k, ClientId::new(), UserId::new(), "totp", b"seed").unwrap().to_bytes();
+        assert!(packed.starts_with(&Envelope::packed_header(KeyVersion(1))));
+        assert_eq!(Envelope::packed_key_version(&packed), Some(KeyVersion(1)));
+        assert!(packed.as_slice() < Envelope::packed_header(KeyVersion(2)).as_slice());
+        for (lower, higher) in [(1, 2), (255, 256), (65_535, 65_536), (16_777_215, 16_777_216), (7, u32::MAX)] {
+            let (lower, higher) = (KeyVersion(lower), KeyVersion(higher));
+            assert!(Envelope::packed_header(lower) < Envelope::packed_header(higher), "{lower} < {higher}");
+            assert_eq!(Envelope::packed_key_version(&Envelope::packed_header(higher)), Some(higher));
+        }
+        assert_eq!(Envelope::packed_key_version(&[PACKED_FORMAT_V1, 0, 0, 1]), None, "too short");
+        assert_eq!(Envelope::packed_key_version(&[9, 0, 0, 0, 1]), None, "unknown format");
     }
 
     proptest! {

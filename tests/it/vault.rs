@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, TimeZone, Utc};
 use deployclaw::audit::{self, Actor};
 use deployclaw::db::agents::{self, AgentName, NewAgent};
+use deployclaw::db::users::{self, Role, User};
 use deployclaw::db::{credentials, AgentId, ClientId, Db, UserId};
-use deployclaw::vault::envelope::EnvelopeError;
+use deployclaw::email::EmailAddress;
+use deployclaw::identity::totp::{self, Enrollment};
+use deployclaw::vault::envelope::{self, EnvelopeError};
 use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
-use deployclaw::vault::rotation;
+use deployclaw::vault::rotation::{self, totp_seeds, RotationCounts, SealedRecord};
 use deployclaw::vault::{CredentialName, DecryptPurpose, FreshTwoFactor, Vault, VaultError, MAX_SECRET_BYTES};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::json;
@@ -187,7 +191,7 @@ db_test!(rotation_moves_every_record_forward_and_old_keys_can_then_be_retired, |
     let report = rotation::rotate(&v12, 3, Duration::ZERO, |p| reports.push(p.clone())).await.unwrap();
     assert_eq!(report.target, KeyVersion(2));
     assert_eq!((report.progress.converted, report.progress.failed), (8, 0));
-    assert_eq!(reports.len(), 3, "8 records in batches of 3");
+    assert_eq!(reports.len(), 3, "8 records in batches of 3, no TOTP seeds");
     assert_eq!(reports.iter().map(|p| p.remaining).collect::<Vec<_>>(), [5, 2, 0]);
     assert_eq!(rotation::status(&v12).await.unwrap(), [(KeyVersion(2), 9)]);
 
@@ -217,6 +221,7 @@ db_test!(retired_keys_fail_clearly_and_rotation_reports_what_it_cannot_open, |t|
     let v1 = Vault::new(t.db.clone(), keys(&[(1, 1)]));
     let acme = tenant(&t.db, "acme").await;
     put(&v1, &acme, "old", "sealed-under-1").await;
+    let (ada, _) = enrol(&t.db, v1.keyring(), acme.client, "ada@acme.example").await;
     // Key 1 retired before rotating: a clear error, and rotation reports the record instead of looping.
     let v23 = Vault::new(t.db.clone(), keys(&[(2, 2), (3, 3)]));
     let err = v23
@@ -227,7 +232,10 @@ db_test!(retired_keys_fail_clearly_and_rotation_reports_what_it_cannot_open, |t|
     assert!(err.to_string().contains("not in the keyring"));
     let report = rotation::rotate(&v23, 10, Duration::ZERO, |_| {}).await.unwrap();
     assert_eq!((report.progress.converted, report.progress.failed), (0, 1));
-    assert!(report.failures[0].1.contains("v1"));
+    assert_eq!((report.progress.totp_seeds.converted, report.progress.totp_seeds.failed), (0, 1));
+    assert!(matches!(report.failures[0].0, SealedRecord::Credential(_)));
+    assert_eq!(report.failures[1].0, SealedRecord::TotpSeed(ada.id));
+    assert!(report.failures.iter().all(|(_, reason)| reason.contains("v1")), "{:?}", report.failures);
 });
 
 db_test!(rotation_never_overwrites_a_credential_changed_meanwhile, |t| {
@@ -248,4 +256,90 @@ db_test!(rotation_never_overwrites_a_credential_changed_meanwhile, |t| {
     .unwrap();
     assert!(!swapped);
     assert_eq!(credentials::get(&t.db, acme.client, acme.agent, "k").await.unwrap(), fresh);
+});
+
+/// A fixed instant on a 30-second step boundary, and `secs` after it.
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+}
+
+/// What the user's authenticator app shows at `now`, from the base32 secret it was given at enrolment.
+fn app_code(enrollment: &Enrollment, now: DateTime<Utc>) -> String {
+    let t = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(enrollment.secret_base32.as_str()).unwrap())
+        .with_account_name("test")
+        .build()
+        .unwrap();
+    t.generate(now.timestamp() as u64).to_string()
+}
+
+/// A new user of `client` with a TOTP seed sealed under `keyring`, enrolment pending.
+async fn enrol(db: &Db, keyring: &Keyring, client: ClientId, address: &str) -> (User, Enrollment) {
+    let email = EmailAddress::parse(address).unwrap();
+    let user = users::create(db, client, &email, Role::Member).await.unwrap();
+    let enrollment = totp::begin(db, keyring, client, user.id, &email).await.unwrap();
+    (user, enrollment)
+}
+
+db_test!(rotation_moves_totp_seeds_forward_and_their_codes_still_verify, |t| {
+    let v1 = Vault::new(t.db.clone(), keys(&[(1, 1)]));
+    let acme = tenant(&t.db, "acme").await;
+    let (ada, ada_app) = enrol(&t.db, v1.keyring(), acme.client, "ada@acme.example").await;
+    totp::confirm(&t.db, v1.keyring(), acme.client, ada.id, &app_code(&ada_app, at(0)), at(0)).await.unwrap();
+    let (bob, bob_app) = enrol(&t.db, v1.keyring(), acme.client, "bob@acme.example").await; // still pending
+    let no_totp = EmailAddress::parse("carol@acme.example").unwrap();
+    users::create(&t.db, acme.client, &no_totp, Role::Member).await.unwrap();
+
+    let v12 = Vault::new(t.db.clone(), keys(&[(1, 1), (2, 2)]));
+    assert_eq!(totp_seeds::status(&v12).await.unwrap().by_version, [(KeyVersion(1), 2)]);
+    let mut reports = Vec::new();
+    let report = rotation::rotate(&v12, 1, Duration::ZERO, |p| reports.push(p.clone())).await.unwrap();
+    assert_eq!(report.progress.totp_seeds, RotationCounts { converted: 2, skipped: 0, failed: 0, remaining: 0 });
+    assert_eq!(reports.iter().map(|p| p.totp_seeds.remaining).collect::<Vec<_>>(), [1, 0], "batches of 1");
+    assert_eq!(
+        totp_seeds::status(&v12).await.unwrap(),
+        totp_seeds::SeedStatus { by_version: vec![(KeyVersion(2), 2)], unreadable: 0 }
+    );
+
+    // Key 1 retired: the seeds open with key 2 alone, enrolment state and replay guard are intact.
+    let k2 = keys(&[(2, 2)]);
+    let replayed = totp::verify(&t.db, &k2, acme.client, ada.id, &app_code(&ada_app, at(0)), at(0)).await;
+    assert!(replayed.is_err(), "the step used before rotation stays used");
+    totp::verify(&t.db, &k2, acme.client, ada.id, &app_code(&ada_app, at(30)), at(30)).await.unwrap();
+    totp::confirm(&t.db, &k2, acme.client, bob.id, &app_code(&bob_app, at(30)), at(30)).await.unwrap();
+
+    // Twice is harmless.
+    let again = rotation::rotate(&Vault::new(t.db.clone(), k2.clone()), 1, Duration::ZERO, |_| {}).await.unwrap();
+    assert_eq!(again.progress, rotation::RotationProgress::default());
+    totp::verify(&t.db, &k2, acme.client, ada.id, &app_code(&ada_app, at(60)), at(60)).await.unwrap();
+
+    // The run is audited with the seed count, and never with seed material.
+    let events = audit::recent(&t.db, acme.client, None, 50).await.unwrap();
+    let rotated: Vec<_> = events.iter().filter(|e| e.action_type == "vault.rotated").collect();
+    assert_eq!(rotated.len(), 1, "the second run converted nothing for acme");
+    assert_eq!(rotated[0].metadata.0, json!({"target_version": 2, "credentials": 0, "totp_seeds": 2}));
+});
+
+db_test!(rotation_never_overwrites_a_totp_seed_re_enrolled_meanwhile, |t| {
+    let v1 = Vault::new(t.db.clone(), keys(&[(1, 1)]));
+    let acme = tenant(&t.db, "acme").await;
+    let (ada, _) = enrol(&t.db, v1.keyring(), acme.client, "ada@acme.example").await;
+    let stale = totp_seeds::batch(&t.db, KeyVersion(2), None, 10).await.unwrap();
+    assert_eq!(stale.len(), 1, "rotation read the first seed");
+    // Ada restarts enrolment (a new seed) after rotation read the old one, before it writes.
+    let ada_app =
+        totp::begin(&t.db, v1.keyring(), acme.client, ada.id, &EmailAddress::parse("ada@acme.example").unwrap())
+            .await
+            .unwrap();
+    let k12 = keys(&[(1, 1), (2, 2)]);
+    let resealed_old = envelope::seal_user_secret(&k12, acme.client, ada.id, "totp", b"the-old-seed").unwrap();
+    let swapped =
+        totp_seeds::replace(&t.db, acme.client, ada.id, &stale[0].sealed, &resealed_old.to_bytes()).await.unwrap();
+    assert!(!swapped);
+
+    // The new seed is what is stored, and a full run then moves it forward intact.
+    let report = rotation::rotate(&Vault::new(t.db.clone(), k12), 10, Duration::ZERO, |_| {}).await.unwrap();
+    assert_eq!(report.progress.totp_seeds.converted, 1);
+    let k2 = keys(&[(2, 2)]);
+    totp::confirm(&t.db, &k2, acme.client, ada.id, &app_code(&ada_app, at(0)), at(0)).await.unwrap();
 });

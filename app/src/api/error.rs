@@ -12,6 +12,18 @@ pub enum AppError {
     /// The request was refused; the message says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// Not signed in, or the session ended; the message says why.
+    #[error("{0}")]
+    SignInRequired(String),
+    /// Signed in, but this role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A sensitive change needs a second factor from the last 15 minutes: enter an authenticator code first.
+    #[error("For your security, confirm this change with a code from your authenticator app.")]
+    TwoFactorRequired,
+    /// Too many attempts; the message says how long to wait.
+    #[error("{0}")]
+    Throttled(String),
     /// A fault on our side. The detail is in the server log under `reference`; the user sees only that.
     #[error("Something went wrong on our side. Please try again; if it persists, contact support and quote reference {reference}.")]
     Internal { reference: String },
@@ -29,6 +41,21 @@ impl FromServerFnError for AppError {
                 AppError::Invalid(format!("The request was malformed: {m}"))
             }
             other => AppError::Transport(other.to_string()),
+        }
+    }
+}
+
+impl AppError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::NotFound => 404,
+            AppError::Invalid(_) => 400,
+            AppError::SignInRequired(_) => 401,
+            AppError::Forbidden(_) | AppError::TwoFactorRequired => 403,
+            AppError::Throttled(_) => 429,
+            AppError::Internal { .. } => 500,
+            AppError::Transport(_) => 502,
         }
     }
 }

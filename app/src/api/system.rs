@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppError;
 
-/// What the dashboard shows about the platform. No tenant data.
+/// What the dashboard shows about the platform (signed-in users only). No tenant data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformStatusView {
     /// `sqlite` or `postgres`.
@@ -18,14 +18,18 @@ pub struct PlatformStatusView {
 
 #[server(prefix = "/api/fn", endpoint = "platform_status")]
 pub async fn platform_status() -> Result<PlatformStatusView, AppError> {
-    let platform = use_context::<deployclaw::Platform>()
-        .ok_or_else(|| AppError::internal(&"platform handle missing from context"))?;
-    let status = platform.status().await;
-    Ok(PlatformStatusView {
-        backend: status.backend.name().to_string(),
-        schema_version: status.schema_version,
-        ready: status.ready,
-        uptime_secs: status.uptime.as_secs(),
-        version: status.version.to_string(),
+    use super::caller::{respond, Access, Caller};
+    respond(async {
+        let caller = Caller::current().await?;
+        caller.require(Access::SignedIn).await?;
+        let status = caller.platform.status().await;
+        Ok(PlatformStatusView {
+            backend: status.backend.name().to_string(),
+            schema_version: status.schema_version,
+            ready: status.ready,
+            uptime_secs: status.uptime.as_secs(),
+            version: status.version.to_string(),
+        })
     })
+    .await
 }

@@ -1,9 +1,13 @@
 //! The customer dashboard: a shared layout with navigation, and one page per area.
 
+mod admin;
 mod layout;
 mod overview;
 mod sections;
+mod settings;
 
+pub use admin::AdminPage;
 pub use layout::DashboardLayout;
 pub use overview::OverviewPage;
-pub use sections::{AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, SettingsPage};
+pub use sections::{AgentsPage, AuditPage, BillingPage, CredentialsPage};
+pub use settings::SettingsPage;

@@ -32,12 +32,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
-    /// Show the key versions in the keyring and how many credentials each one seals.
+    /// Show the key versions in the keyring and how many credentials and TOTP seeds each one seals.
     Status,
-    /// Re-encrypt every credential to the newest master key, online, in batches. Safe to interrupt and to
-    /// run again; once it reports nothing left under an old version, that version can be removed (retired).
+    /// Re-encrypt every credential and TOTP seed to the newest master key, online, in batches. Safe to
+    /// interrupt and to run again; once it reports nothing left under an old version, that version can be
+    /// removed (retired).
     Rotate {
-        /// Credentials per batch.
+        /// Records per batch.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         batch_size: u32,
         /// Pause between batches, to spare a busy database.

@@ -20,6 +20,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use super::headers::{provide_request_nonce, security_headers, HeaderPolicy};
+use super::session::{same_origin_only, session_guard, session_layer, OwnOrigin};
 use crate::app::{shell, App};
 
 /// Largest request body we accept anywhere (server functions, later webhooks); bigger gets 413.
@@ -67,6 +68,7 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
     let routes = generate_route_list(App);
     let state = AppState { leptos_options: leptos_options.clone(), platform: platform.clone() };
     let policy = HeaderPolicy { hsts: platform.config().server.is_tls() };
+    let own_origin = OwnOrigin(platform.config().server.public_origin().into());
 
     let context = {
         let platform = platform.clone();
@@ -85,6 +87,9 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
         })
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(platform.clone(), session_guard))
+        .layer(session_layer(&platform))
+        .layer(axum::middleware::from_fn_with_state(own_origin, same_origin_only))
         .layer(axum::middleware::from_fn_with_state(policy, security_headers))
         .layer(CatchPanicLayer::custom(|_panic| {
             tracing::error!("a request handler panicked");

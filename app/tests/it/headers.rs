@@ -42,7 +42,7 @@ async fn pages_carry_a_fresh_nonce_that_matches_every_script() {
     let app = TestApp::spawn().await;
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let res = app.get("/dashboard").await;
+        let res = app.get("/sign-in").await;
         let csp = header(&res, "content-security-policy").to_string();
         let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap().to_string();
         let html = res.text().await.unwrap();

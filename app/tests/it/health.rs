@@ -52,15 +52,10 @@ async fn readyz_is_503_when_the_database_is_unreachable() {
 #[tokio::test]
 async fn server_function_round_trip_reports_platform_status() {
     let app = TestApp::spawn().await;
-    let res = app
-        .client
-        .post(app.url("/api/fn/platform_status"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    let owner = app.user(None, "owner@acme.example", deployclaw::db::users::Role::Owner).await;
+    let browser = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    assert_eq!(app.call("platform_status", None, &[]).await.status(), 401, "signed-in users only");
+    let res = app.call("platform_status", Some(&browser.cookie), &[]).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["backend"], "sqlite");

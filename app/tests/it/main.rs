@@ -3,6 +3,8 @@
 
 mod support;
 
+mod auth;
+mod authz;
 mod binary;
 mod headers;
 mod health;

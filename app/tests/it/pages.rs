@@ -17,7 +17,14 @@ async fn landing_page_explains_the_product() {
 #[tokio::test]
 async fn dashboard_shell_has_navigation_for_every_area() {
     let app = TestApp::spawn().await;
-    let html = app.get("/dashboard").await.text().await.unwrap();
+    let operator = deployclaw::identity::team::create_platform_admin(
+        app.platform.db(),
+        &deployclaw::email::EmailAddress::parse("ops@deployclaw.example").unwrap(),
+    )
+    .await
+    .unwrap();
+    let browser = app.sign_in_as(&operator, chrono::Duration::seconds(5)).await;
+    let html = app.get_as("/dashboard", &browser.cookie).await.text().await.unwrap();
     for (href, label) in [
         ("/dashboard/agents", "Agents"),
         ("/dashboard/credentials", "Credentials"),
@@ -39,7 +46,7 @@ async fn dashboard_shell_has_navigation_for_every_area() {
         "/dashboard/settings",
         "/dashboard/admin",
     ] {
-        let res = app.get(path).await;
+        let res = app.get_as(path, &browser.cookie).await;
         assert_eq!(res.status(), 200, "{path}");
         let html = res.text().await.unwrap();
         assert!(html.contains("aria-current=\"page\""), "{path}: the current section is marked");
@@ -50,7 +57,9 @@ async fn dashboard_shell_has_navigation_for_every_area() {
 #[tokio::test]
 async fn unknown_pages_are_a_real_404() {
     let app = TestApp::spawn().await;
-    let res = app.get("/dashboard/no-such-area").await;
+    let owner = app.user(None, "owner@acme.example", deployclaw::db::users::Role::Owner).await;
+    let browser = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let res = app.get_as("/dashboard/no-such-area", &browser.cookie).await;
     assert_eq!(res.status(), 404);
     assert!(res.text().await.unwrap().contains("Page not found"));
     let res = app.get("/definitely/not/here").await;

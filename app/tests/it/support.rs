@@ -23,6 +23,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.database.target = DatabaseTarget::Sqlite { path: dir.join("deployclaw.db") };
     config.server.addr = "127.0.0.1:0".parse().unwrap();
     config.server.site_root = dir.join("site");
+    config.mail.transport = deployclaw::mail::MailTransport::Outbox { dir: dir.join("outbox") };
     config
 }
 
@@ -83,4 +84,82 @@ impl TestApp {
                 .unwrap();
         }
     }
+}
+
+/// A signed-in browser for tests: a session created directly in the store (both factors passed just now).
+pub struct Browser {
+    pub user: deployclaw::db::users::User,
+    pub cookie: String,
+}
+
+impl TestApp {
+    /// A new user with `role` in `client` (a new client when `None`).
+    pub async fn user(
+        &self,
+        client: Option<deployclaw::db::ClientId>,
+        email: &str,
+        role: deployclaw::db::users::Role,
+    ) -> deployclaw::db::users::User {
+        use deployclaw::db::clients::{self, ClientName, NewClient};
+        use deployclaw::email::EmailAddress;
+        let db = self.platform.db();
+        let email = EmailAddress::parse(email).unwrap();
+        let client_id = match client {
+            Some(id) => id,
+            None => {
+                let name = ClientName::parse(&format!("client of {email}")).unwrap();
+                clients::create(db, NewClient { name, email: email.clone() }).await.unwrap().id
+            }
+        };
+        deployclaw::db::users::create(db, client_id, &email, role).await.unwrap()
+    }
+
+    /// A signed-in session for `user`; `second_factor_age` is how long ago their TOTP passed.
+    pub async fn sign_in_as(&self, user: &deployclaw::db::users::User, second_factor_age: chrono::Duration) -> Browser {
+        use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
+        use deployclaw::identity::sign_in::RequestContext;
+        use tower_sessions::session::{Id, Record};
+        use tower_sessions::SessionStore;
+        let now = deployclaw::db::now();
+        let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: Some("test-browser".into()) };
+        let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: user.client_id, user_id: user.id }, &ctx, now);
+        auth.second_factor_passed(user.client_id, user.id, now - second_factor_age);
+        auth.started_at = now - second_factor_age;
+        let mut record = Record {
+            id: Id::default(),
+            data: [(SESSION_KEY.to_string(), serde_json::to_value(&auth).unwrap())].into_iter().collect(),
+            expiry_date: tower_sessions::cookie::time::OffsetDateTime::now_utc()
+                + tower_sessions::cookie::time::Duration::minutes(30),
+        };
+        self.platform.sessions().create(&mut record).await.unwrap();
+        Browser { user: user.clone(), cookie: format!("{}={}", deployclaw_app::server::session::DEV_COOKIE, record.id) }
+    }
+
+    /// Calls a server function the way the browser does (form-encoded POST from our own origin).
+    pub async fn call(&self, endpoint: &str, cookie: Option<&str>, args: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/api/fn/{endpoint}")))
+            .header("origin", self.platform.config().server.public_origin())
+            .header("user-agent", "test-browser")
+            .form(args);
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        req.send().await.expect("request completes")
+    }
+
+    /// A page with a session cookie.
+    pub async fn get_as(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).header("cookie", cookie).send().await.expect("request completes")
+    }
+}
+
+/// The `Set-Cookie` session value of a response, as a `Cookie` header (`name=value`), if it set one.
+pub fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let pair = v.split(';').next()?.trim();
+        pair.starts_with(deployclaw_app::server::session::DEV_COOKIE).then(|| pair.to_string())
+    })
 }

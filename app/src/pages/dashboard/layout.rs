@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, A};
 
+use crate::api::auth::{me, SignOut};
 use crate::components::Brand;
 
 struct NavItem {
@@ -20,11 +21,22 @@ const NAV: &[NavItem] = &[
 
 const ADMIN_NAV: NavItem = NavItem { href: "/dashboard/admin", label: "Admin", hint: "Platform operators only" };
 
-/// The dashboard frame: skip link, top bar, navigation (a disclosure menu on small screens), and the page.
+/// The dashboard frame: skip link, top bar (who is signed in, sign out), navigation (a disclosure menu on small
+/// screens), and the page. The server only serves it to signed-in users; the operators' link shows only to
+/// operators (and the server refuses everyone else anyway).
 #[component]
 pub fn DashboardLayout() -> impl IntoView {
     let menu_open = RwSignal::new(false);
-    let link = |item: &'static NavItem| {
+    let whoami = Resource::new(|| (), |_| me());
+    let sign_out = ServerAction::<SignOut>::new();
+    Effect::new(move |_| {
+        if sign_out.value().get().is_some() {
+            // A full page load: the server answers with the sign-in page, and nothing of this session stays.
+            let _ = window().location().set_href("/sign-in");
+        }
+    });
+    let is_operator = move || whoami.get().and_then(Result::ok).is_some_and(|m| m.platform_admin);
+    let link = move |item: &'static NavItem| {
         view! {
             <li>
                 <A href=item.href exact=true on:click=move |_| menu_open.set(false)>
@@ -39,6 +51,34 @@ pub fn DashboardLayout() -> impl IntoView {
         <div class="dashboard">
             <header class="dash-topbar">
                 <Brand />
+                <div class="whoami">
+                    <Suspense fallback=|| ()>
+                        {move || {
+                            whoami
+                                .get()
+                                .and_then(Result::ok)
+                                .map(|m| {
+                                    view! {
+                                        <span class="who" data-testid="whoami">
+                                            <span class="who-email">{m.email}</span>
+                                            <span class="muted">{format!(" · {} · {}", m.client_name, m.role)}</span>
+                                        </span>
+                                    }
+                                })
+                        }}
+                    </Suspense>
+                    <button
+                        type="button"
+                        class="button secondary small"
+                        data-testid="sign-out"
+                        disabled=move || sign_out.pending().get()
+                        on:click=move |_| {
+                            sign_out.dispatch(SignOut {});
+                        }
+                    >
+                        "Sign out"
+                    </button>
+                </div>
                 <button
                     class="menu-toggle"
                     type="button"
@@ -51,8 +91,12 @@ pub fn DashboardLayout() -> impl IntoView {
             </header>
             <nav id="dash-nav" class="dash-nav" class:open=move || menu_open.get() aria-label="Dashboard">
                 <ul>{NAV.iter().map(link).collect_view()}</ul>
-                <p class="nav-section">"Operators"</p>
-                <ul>{link(&ADMIN_NAV)}</ul>
+                <Suspense fallback=|| ()>
+                    <Show when=is_operator>
+                        <p class="nav-section">"Operators"</p>
+                        <ul>{link(&ADMIN_NAV)}</ul>
+                    </Show>
+                </Suspense>
             </nav>
             <main id="main" class="dash-main" tabindex="-1">
                 <Outlet />

@@ -2,8 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::system::{platform_status, PlatformStatusView};
-use crate::api::AppError;
-use crate::components::PageHeader;
+use crate::components::{ErrorNotice, PageHeader};
 
 /// Dashboard home: the platform's health (a live server round trip) and what to set up next.
 #[component]
@@ -18,7 +17,7 @@ pub fn OverviewPage() -> impl IntoView {
         <section class="card checklist" aria-labelledby="checklist-title">
             <h2 id="checklist-title">"Getting started"</h2>
             <ol>
-                <li>"Secure your account: sign in with an email code and enrol your authenticator app (Settings)."</li>
+                <li>"Invite your team and review where you are signed in (Settings)."</li>
                 <li>"Store the provider keys your agent needs (Credentials). You will only ever see their names."</li>
                 <li>"Deploy an agent and decide which domains it may reach and what it may spend per day (Agents)."</li>
                 <li>"Watch what it does as it happens (Audit)."</li>
@@ -93,15 +92,6 @@ fn StatusDetails(status: PlatformStatusView) -> impl IntoView {
                 <dd>{status.version}</dd>
             </div>
         </dl>
-    }
-}
-
-#[component]
-fn ErrorNotice(error: AppError) -> impl IntoView {
-    view! {
-        <p class="notice error" role="alert">
-            {error.to_string()}
-        </p>
     }
 }
 

@@ -1,5 +1,6 @@
 //! The dashboard areas. Each explains what it is for and what the user will do there; the capabilities
-//! behind them (vault, agents, audit viewer, billing, identity, admin console) fill them in.
+//! behind them (vault, agents, audit viewer, billing) fill them in. Settings and the admin console have their
+//! own modules.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -59,34 +60,6 @@ pub fn BillingPage() -> impl IntoView {
         />
         <EmptyState title="Trial plan">
             <p>"Plans set how many agents you can run, how much memory and CPU each gets, your daily token spend cap and how long your audit trail is kept."</p>
-        </EmptyState>
-    }
-}
-
-#[component]
-pub fn SettingsPage() -> impl IntoView {
-    view! {
-        <Title text="Settings" />
-        <PageHeader
-            title="Settings"
-            lead="Your team, your signed-in sessions, and your two-factor authentication."
-        />
-        <EmptyState title="Account security">
-            <p>"Every account signs in with an email code and an authenticator app. Here you will manage recovery codes, review active sessions and sign out of the ones you do not recognise."</p>
-        </EmptyState>
-    }
-}
-
-#[component]
-pub fn AdminPage() -> impl IntoView {
-    view! {
-        <Title text="Admin" />
-        <PageHeader
-            title="Admin"
-            lead="For operators of this DeployClaw installation: clients, platform health and orphaned containers."
-        />
-        <EmptyState title="Operators only">
-            <p>"Every operator action needs a fresh second factor, is audited, and shows up in the affected customer's own audit view. Operators cannot see credential values: there is no code path for it."</p>
         </EmptyState>
     }
 }

@@ -1,0 +1,254 @@
+//! The authorization table: every server function x {anonymous, member, owner, another client's owner,
+//! platform admin}, called over HTTP the way the browser calls it. A new server function that is not in the
+//! table fails `every_server_function_is_in_the_table`.
+
+use std::collections::BTreeSet;
+
+use deployclaw::db::users::Role;
+
+use crate::support::{Browser, TestApp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Member,
+    Owner,
+    OtherOwner,
+    PlatformAdmin,
+}
+
+use Who::*;
+
+/// Run order: the owner last, so calls that change things (revoke, role change) see the others fail first.
+const ACTORS: [Who; 5] = [Anonymous, Member, OtherOwner, PlatformAdmin, Owner];
+
+struct World {
+    app: TestApp,
+    member: Browser,
+    owner: Browser,
+    other_owner: Browser,
+    admin: Browser,
+    /// A second session of the owner's, for revoke.
+    owner_other_session: String,
+}
+
+impl World {
+    async fn new() -> Self {
+        let app = TestApp::spawn().await;
+        let owner_user = app.user(None, "owner@acme.example", Role::Owner).await;
+        let member_user = app.user(Some(owner_user.client_id), "member@acme.example", Role::Member).await;
+        let other_user = app.user(None, "owner@globex.example", Role::Owner).await;
+        let admin_user = deployclaw::identity::team::create_platform_admin(
+            app.platform.db(),
+            &deployclaw::email::EmailAddress::parse("ops@deployclaw.example").unwrap(),
+        )
+        .await
+        .unwrap();
+        let fresh = chrono::Duration::seconds(5);
+        let owner = app.sign_in_as(&owner_user, fresh).await;
+        let second = app.sign_in_as(&owner_user, fresh).await;
+        let handles = app.platform.sessions().list_for_user(owner_user.client_id, owner_user.id, None).await.unwrap();
+        let second_id: tower_sessions::session::Id = second.cookie.split_once('=').unwrap().1.parse().unwrap();
+        let second_handle = app.platform.sessions().handle_of(&second_id).await.unwrap().unwrap();
+        assert!(handles.iter().any(|h| h.handle == second_handle));
+        Self {
+            member: app.sign_in_as(&member_user, fresh).await,
+            other_owner: app.sign_in_as(&other_user, fresh).await,
+            admin: app.sign_in_as(&admin_user, fresh).await,
+            owner,
+            owner_other_session: second_handle.0.to_string(),
+            app,
+        }
+    }
+
+    fn browser(&self, who: Who) -> Option<&Browser> {
+        match who {
+            Anonymous => None,
+            Member => Some(&self.member),
+            Owner => Some(&self.owner),
+            OtherOwner => Some(&self.other_owner),
+            PlatformAdmin => Some(&self.admin),
+        }
+    }
+}
+
+/// One row: a server function, its arguments for an actor, and the status each actor must get.
+struct Row {
+    endpoint: &'static str,
+    args: fn(&World, Who) -> Vec<(String, String)>,
+    expect: fn(Who) -> u16,
+}
+
+fn none(_: &World, _: Who) -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn signed_in_ok(who: Who) -> u16 {
+    if who == Anonymous {
+        401
+    } else {
+        200
+    }
+}
+
+fn table() -> Vec<Row> {
+    vec![
+        // Re-confirming the second factor: signed-in users only (a wrong code here).
+        // First: the wrong email codes below lock 127.0.0.1 out of every factor for 15 minutes.
+        Row {
+            endpoint: "verify_totp",
+            args: |_, _| vec![("code".into(), "000000".into())],
+            expect: |who| if who == Anonymous { 401 } else { 400 },
+        },
+        // Public steps of signing in: the same answer for everyone.
+        Row {
+            endpoint: "request_sign_in_code",
+            args: |_, who| vec![("email".into(), format!("{who:?}@new.example").to_lowercase())],
+            expect: |_| 200,
+        },
+        Row {
+            endpoint: "verify_sign_in_code",
+            args: |_, _| vec![("email".into(), "nobody@new.example".into()), ("code".into(), "123456".into())],
+            expect: |_| 400,
+        },
+        // Steps bound to a pending sign-in: no signed-in or anonymous session is at those stages.
+        Row { endpoint: "complete_sign_up", args: |_, _| vec![("client_name".into(), "X".into())], expect: |_| 401 },
+        Row { endpoint: "begin_totp_enrollment", args: none, expect: |_| 401 },
+        Row {
+            endpoint: "confirm_totp_enrollment",
+            args: |_, _| vec![("code".into(), "123456".into())],
+            expect: |_| 401,
+        },
+        Row {
+            endpoint: "use_recovery_code",
+            args: |_, _| vec![("code".into(), "AAAAA-AAAAA".into())],
+            expect: |_| 401,
+        },
+        Row { endpoint: "me", args: none, expect: signed_in_ok },
+        Row { endpoint: "platform_status", args: none, expect: signed_in_ok },
+        Row { endpoint: "list_sessions", args: none, expect: signed_in_ok },
+        Row { endpoint: "list_team", args: none, expect: signed_in_ok },
+        Row {
+            endpoint: "revoke_session",
+            args: |w, _| vec![("handle".into(), w.owner_other_session.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Owner => 200,
+                _ => 404,
+            },
+        },
+        Row {
+            endpoint: "invite_member",
+            args: |_, who| {
+                vec![
+                    ("email".into(), format!("invitee-{who:?}@acme.example").to_lowercase()),
+                    ("role".into(), "member".into()),
+                ]
+            },
+            // Another client's owner may invite - into their own client only (checked below).
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 200,
+            },
+        },
+        Row {
+            endpoint: "change_member_role",
+            args: |w, _| vec![("user_id".into(), w.member.user.id.to_string()), ("role".into(), "admin".into())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "admin_list_clients",
+            args: none,
+            expect: |who| match who {
+                Anonymous => 401,
+                PlatformAdmin => 200,
+                _ => 404,
+            },
+        },
+        // After every other row: it signs the member out.
+        Row {
+            endpoint: "reset_member_two_factor",
+            args: |w, _| vec![("user_id".into(), w.member.user.id.to_string())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row { endpoint: "sign_out", args: none, expect: |_| 200 },
+        Row { endpoint: "sign_out_everywhere", args: none, expect: signed_in_ok },
+    ]
+}
+
+#[tokio::test]
+async fn every_server_function_is_in_the_table() {
+    let registered: BTreeSet<String> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.trim_start_matches("/api/fn/").to_string())
+        .collect();
+    let covered: BTreeSet<String> = table().iter().map(|r| r.endpoint.to_string()).collect();
+    assert_eq!(registered, covered, "the authorization table must list exactly the registered server functions");
+}
+
+#[tokio::test]
+async fn each_server_function_admits_exactly_who_it_should() {
+    let world = World::new().await;
+    let mut failures = Vec::new();
+    for row in table() {
+        for who in ACTORS {
+            // Signing out ends the session: give those calls a session of their own.
+            let own;
+            let cookie = match (row.endpoint, world.browser(who)) {
+                ("sign_out" | "sign_out_everywhere", Some(b)) => {
+                    own = world.app.sign_in_as(&b.user, chrono::Duration::seconds(5)).await;
+                    Some(own.cookie.as_str())
+                }
+                (_, b) => b.map(|b| b.cookie.as_str()),
+            };
+            let args = (row.args)(&world, who);
+            let pairs: Vec<(&str, &str)> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let res = world.app.call(row.endpoint, cookie, &pairs).await;
+            let status = res.status().as_u16();
+            let want = (row.expect)(who);
+            if status != want {
+                let body = res.text().await.unwrap_or_default();
+                failures.push(format!("{} as {who:?}: got {status}, want {want}: {body}", row.endpoint));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "authorization table mismatches:\n{}", failures.join("\n"));
+
+    // What the allowed calls did stayed inside each caller's own client.
+    let db = world.app.platform.db();
+    let acme = deployclaw::db::users::list(db, world.owner.user.client_id).await.unwrap();
+    let globex = deployclaw::db::users::list(db, world.other_owner.user.client_id).await.unwrap();
+    assert!(acme.iter().any(|u| u.email.as_str() == "invitee-owner@acme.example"));
+    assert!(globex.iter().any(|u| u.email.as_str() == "invitee-otherowner@acme.example"));
+    assert!(!acme.iter().any(|u| u.email.as_str() == "invitee-member@acme.example"));
+    let member = acme.iter().find(|u| u.id == world.member.user.id).unwrap();
+    assert_eq!(member.role, Role::Admin, "only the owner's role change happened");
+    world.app.stop().await;
+}
+
+#[tokio::test]
+async fn sensitive_changes_need_a_second_factor_from_the_last_15_minutes() {
+    let app = TestApp::spawn().await;
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let stale = app.sign_in_as(&owner, chrono::Duration::minutes(16)).await;
+    let res =
+        app.call("invite_member", Some(&stale.cookie), &[("email", "new@acme.example"), ("role", "member")]).await;
+    assert_eq!(res.status(), 403);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body, serde_json::json!("TwoFactorRequired"), "{body}");
+    let fresh = app.sign_in_as(&owner, chrono::Duration::minutes(14)).await;
+    let res =
+        app.call("invite_member", Some(&fresh.cookie), &[("email", "new@acme.example"), ("role", "member")]).await;
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
