@@ -88,7 +88,7 @@ async fn seed(target: &str) -> Seeded {
     .unwrap()
     .id;
     let v1 = Vault::new(db.clone(), keyring(&[1]));
-    let proof = FreshTwoFactor::not_enforced_until_identity_lands();
+    let proof = fresh_proof(client);
     for i in 0..ROTATION_RECORDS {
         let name = CredentialName::parse(&format!("key{i}")).unwrap();
         v1.put(Actor::Platform, client, agent, &name, SecretSlice::from(vec![7u8; 1024]), &proof, None).await.unwrap();
@@ -128,3 +128,14 @@ fn rotation_bench(c: &mut Criterion) {
 
 criterion_group!(benches, envelope_bench, rotation_bench);
 criterion_main!(benches);
+
+/// A fresh second-factor proof for a user of `client`, from a signed-in session.
+fn fresh_proof(client: deployclaw::db::ClientId) -> FreshTwoFactor {
+    use deployclaw::identity::session::{SessionAuth, Stage};
+    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+    let now = deployclaw::db::now();
+    let user_id = deployclaw::db::UserId::new();
+    let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
+    auth.second_factor_passed(client, user_id, now);
+    FreshTwoFactor::from_session(&auth, now).expect("fresh")
+}

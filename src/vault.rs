@@ -70,19 +70,30 @@ impl DecryptPurpose {
     }
 }
 
-/// Proof that the caller passed a fresh second-factor check, required to write or delete credentials.
-///
-/// HOOK for identity: until sign-in with TOTP exists there is nothing to check, and the only constructor is
-/// [`FreshTwoFactor::not_enforced_until_identity_lands`]. The identity capability replaces it with one that
-/// verifies the session's last TOTP step is recent; every call site then has to present real proof.
+/// Proof that a signed-in user of a client passed a second-factor check at most
+/// [`FRESH_SECOND_FACTOR`](crate::identity::session::FRESH_SECOND_FACTOR) ago, required to write or delete
+/// credentials. Made only from a session's sign-in state; it is good only for that user's own client.
 #[derive(Debug)]
 pub struct FreshTwoFactor {
-    _private: (),
+    client_id: ClientId,
 }
 
 impl FreshTwoFactor {
-    pub fn not_enforced_until_identity_lands() -> Self {
-        Self { _private: () }
+    /// The proof, when the session is signed in and its second factor is fresh at `now`.
+    pub fn from_session(
+        auth: &crate::identity::session::SessionAuth,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Self> {
+        let (client_id, _) = auth.signed_in()?;
+        auth.second_factor_is_fresh(now).then_some(Self { client_id })
+    }
+
+    fn check(&self, client_id: ClientId) -> Result<(), VaultError> {
+        if self.client_id == client_id {
+            Ok(())
+        } else {
+            Err(VaultError::Invalid("the second-factor check was made for another account".into()))
+        }
     }
 }
 
@@ -147,9 +158,10 @@ impl Vault {
         agent_id: AgentId,
         name: &CredentialName,
         value: SecretSlice<u8>,
-        _proof: &FreshTwoFactor,
+        proof: &FreshTwoFactor,
         ip: Option<IpAddr>,
     ) -> Result<CredentialSummary, VaultError> {
+        proof.check(client_id)?;
         let plaintext = value.expose_secret();
         if plaintext.is_empty() {
             return Err(VaultError::Invalid("the credential value is empty".into()));
@@ -190,9 +202,10 @@ impl Vault {
         client_id: ClientId,
         agent_id: AgentId,
         name: &CredentialName,
-        _proof: &FreshTwoFactor,
+        proof: &FreshTwoFactor,
         ip: Option<IpAddr>,
     ) -> Result<(), VaultError> {
+        proof.check(client_id)?;
         match credentials::delete(&self.db, client_id, agent_id, name.as_str()).await {
             Err(DbError::NotFound) => {
                 self.record_not_found(actor, client_id, agent_id, name, "delete", ip).await?;

@@ -59,6 +59,19 @@ pub async fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Admin { command: cli::AdminCommand::Create { email } } => {
+            telemetry::init(&config.log);
+            match create_admin(config, &email).await {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("deployclaw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         cli::Command::Serve => {
             telemetry::init(&config.log);
             match serve(config).await {
@@ -71,6 +84,20 @@ pub async fn main() -> ExitCode {
             }
         }
     }
+}
+
+async fn create_admin(config: Config, email: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let email = deployclaw::email::EmailAddress::parse(email).map_err(|e| format!("{email:?}: {e}"))?;
+    let public_url = config.server.public_url.clone();
+    let platform = Platform::start(config).await?;
+    let result = deployclaw::identity::team::create_platform_admin(platform.db(), &email).await;
+    platform.db().close().await;
+    let user = result?;
+    Ok(format!(
+        "created platform operator {} ({}). They sign in at {}sign-in with an email code and set up an authenticator \
+         app at their first sign-in.",
+        user.email, user.id, public_url
+    ))
 }
 
 async fn migrate(config: &Config) -> Result<String, Box<dyn std::error::Error>> {
@@ -148,6 +175,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let addr = config.server.addr;
     let grace = config.server.shutdown_grace;
     let platform = Platform::start(config).await?;
+    let pruner = tokio::spawn(prune_sessions(platform.clone()));
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -156,9 +184,24 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         platform.config().server.public_url
     );
     serve_until_signal(listener, app, grace, shutdown_signal()).await?;
+    pruner.abort();
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Deletes expired sessions every ten minutes (an expired session is already refused when loaded; this only
+/// keeps the table small).
+async fn prune_sessions(platform: Platform) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match platform.sessions().prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not prune expired sessions"),
+        }
+    }
 }
 
 /// Serves `app` until `signal` resolves, then stops accepting connections and gives in-flight requests up to

@@ -54,12 +54,19 @@ fn secret(s: &str) -> SecretSlice<u8> {
     SecretSlice::from(s.as_bytes().to_vec())
 }
 
-fn proof() -> FreshTwoFactor {
-    FreshTwoFactor::not_enforced_until_identity_lands()
+/// A fresh second-factor proof for a user of `client`, made the only way there is: from a signed-in session.
+fn proof(client: ClientId) -> FreshTwoFactor {
+    use deployclaw::identity::session::{SessionAuth, Stage};
+    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
+    let now = deployclaw::db::now();
+    let user_id = UserId::new();
+    let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
+    auth.second_factor_passed(client, user_id, now);
+    FreshTwoFactor::from_session(&auth, now).expect("fresh")
 }
 
 async fn put(vault: &Vault, t: &Tenant, n: &str, value: &str) {
-    vault.put(t.user, t.client, t.agent, &name(n), secret(value), &proof(), None).await.unwrap();
+    vault.put(t.user, t.client, t.agent, &name(n), secret(value), &proof(t.client), None).await.unwrap();
 }
 
 async fn actions(db: &Db, client: ClientId) -> Vec<String> {
@@ -90,7 +97,7 @@ db_test!(credentials_round_trip_and_every_step_is_audited, |t| {
     put(&vault, &acme, "openai_key", "sk-test-REPLACED-value").await;
     let listed = vault.list(acme.client, acme.agent).await.unwrap();
     assert!(listed[0].updated_at > listed[0].created_at, "replace shows when it was last set");
-    vault.delete(acme.user, acme.client, acme.agent, &name("openai_key"), &proof(), None).await.unwrap();
+    vault.delete(acme.user, acme.client, acme.agent, &name("openai_key"), &proof(acme.client), None).await.unwrap();
     assert!(vault.list(acme.client, acme.agent).await.unwrap().is_empty());
 
     assert_eq!(
@@ -110,10 +117,10 @@ db_test!(bad_input_is_refused_and_nothing_is_stored, |t| {
     for bad in ["", "Upper", "1starts_with_digit", "has space", "slash/name", &"a".repeat(65)] {
         assert!(matches!(CredentialName::parse(bad), Err(VaultError::Invalid(_))), "{bad:?} accepted");
     }
-    let empty = vault.put(acme.user, acme.client, acme.agent, &name("k"), secret(""), &proof(), None).await;
+    let empty = vault.put(acme.user, acme.client, acme.agent, &name("k"), secret(""), &proof(acme.client), None).await;
     assert!(matches!(empty, Err(VaultError::Invalid(_))));
     let huge = SecretSlice::from(vec![b'x'; MAX_SECRET_BYTES + 1]);
-    let huge = vault.put(acme.user, acme.client, acme.agent, &name("k"), huge, &proof(), None).await;
+    let huge = vault.put(acme.user, acme.client, acme.agent, &name("k"), huge, &proof(acme.client), None).await;
     assert!(matches!(huge, Err(VaultError::Invalid(_))));
     assert!(vault.list(acme.client, acme.agent).await.unwrap().is_empty());
 });
@@ -124,11 +131,12 @@ db_test!(another_tenant_gets_not_found_and_the_attempt_is_audited, |t| {
     let globex = tenant(&t.db, "globex").await;
     put(&vault, &acme, "openai_key", "sk-test-acme").await;
     let n = name("openai_key");
-    let write = vault.put(globex.user, globex.client, acme.agent, &n, secret("overwrite"), &proof(), None).await;
+    let write =
+        vault.put(globex.user, globex.client, acme.agent, &n, secret("overwrite"), &proof(globex.client), None).await;
     assert!(matches!(write, Err(VaultError::NotFound)));
     let read = vault.decrypt(globex.user, globex.client, acme.agent, &n, DecryptPurpose::InjectIntoAgent).await;
     assert!(matches!(read, Err(VaultError::NotFound)));
-    let delete = vault.delete(globex.user, globex.client, acme.agent, &n, &proof(), None).await;
+    let delete = vault.delete(globex.user, globex.client, acme.agent, &n, &proof(globex.client), None).await;
     assert!(matches!(delete, Err(VaultError::NotFound)));
     assert!(matches!(vault.list(globex.client, acme.agent).await, Err(VaultError::NotFound)));
 
@@ -342,4 +350,27 @@ db_test!(rotation_never_overwrites_a_totp_seed_re_enrolled_meanwhile, |t| {
     assert_eq!(report.progress.totp_seeds.converted, 1);
     let k2 = keys(&[(2, 2)]);
     totp::confirm(&t.db, &k2, acme.client, ada.id, &app_code(&ada_app, at(0)), at(0)).await.unwrap();
+});
+
+db_test!(writes_need_a_fresh_second_factor_of_the_same_account, |t| {
+    use deployclaw::identity::session::{SessionAuth, Stage};
+    let vault = Vault::new(t.db.clone(), keys(&[(1, 1)]));
+    let acme = tenant(&t.db, "acme").await;
+    let globex = tenant(&t.db, "globex").await;
+    // Globex's proof does not write Acme's credentials, even naming Acme's client.
+    let wrong =
+        vault.put(acme.user, acme.client, acme.agent, &name("k"), secret("v"), &proof(globex.client), None).await;
+    assert!(matches!(wrong, Err(VaultError::Invalid(_))), "{wrong:?}");
+    let delete = vault.delete(acme.user, acme.client, acme.agent, &name("k"), &proof(globex.client), None).await;
+    assert!(matches!(delete, Err(VaultError::Invalid(_))), "{delete:?}");
+    // No proof from a session whose second factor is 16 minutes old, or that never passed one.
+    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
+    let now = deployclaw::db::now();
+    let user_id = UserId::new();
+    let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: acme.client, user_id }, &ctx, now);
+    assert!(FreshTwoFactor::from_session(&auth, now).is_none(), "half signed in");
+    auth.second_factor_passed(acme.client, user_id, now - chrono::Duration::minutes(16));
+    assert!(FreshTwoFactor::from_session(&auth, now).is_none(), "stale");
+    assert!(FreshTwoFactor::from_session(&auth, now - chrono::Duration::minutes(2)).is_some());
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM agent_credentials").await, 0);
 });

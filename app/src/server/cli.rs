@@ -28,6 +28,21 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Platform operators (the admin console).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a platform operator. They sign in like everyone else - an email code, then an authenticator
+    /// app they set up at their first sign-in - and see the admin console.
+    Create {
+        /// The operator's email address.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

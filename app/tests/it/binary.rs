@@ -233,7 +233,15 @@ async fn vault_rotation_survives_being_killed_half_way() {
     .await
     .unwrap()
     .id;
-    let proof = FreshTwoFactor::not_enforced_until_identity_lands();
+    let proof = {
+        use deployclaw::identity::session::{SessionAuth, Stage};
+        let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+        let now = deployclaw::db::now();
+        let user_id = deployclaw::db::UserId::new();
+        let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
+        auth.second_factor_passed(client, user_id, now);
+        FreshTwoFactor::from_session(&auth, now).unwrap()
+    };
     for i in 0..RECORDS {
         let name = CredentialName::parse(&format!("key{i}")).unwrap();
         let value = SecretSlice::from(format!("secret-number-{i}").into_bytes());
@@ -292,4 +300,18 @@ async fn vault_rotation_survives_being_killed_half_way() {
         assert_eq!(value.expose_secret(), format!("secret-number-{i}").as_bytes());
     }
     db.close().await;
+}
+
+#[test]
+fn admin_create_makes_a_platform_operator_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(command(dir.path()).args(["admin", "create", "Ops@DeployClaw.example"]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("created platform operator ops@deployclaw.example"), "{}", text(&out));
+    let again = run(command(dir.path()).args(["admin", "create", "ops@deployclaw.example"]));
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already has an account"), "{}", text(&again));
+    let bad = run(command(dir.path()).args(["admin", "create", "not-an-address"]));
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("looks like name@example.com"), "{}", text(&bad));
 }
