@@ -13,6 +13,14 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-"));
 
 export const baseURL = `http://127.0.0.1:${port}`;
 
+// A real SMTP server (Python's aiosmtpd; scripts/test installs it and exports its Python) that stores every
+// message in a maildir the tests read sign-in codes from.
+const smtpPython = process.env.DEPLOYCLAW_TEST_SMTP_PYTHON ?? path.join(os.homedir(), ".cache/deployclaw/venv-smtp/bin/python");
+const smtpPort = Number(process.env.E2E_SMTP_PORT ?? 3925);
+export const maildir = path.join(os.tmpdir(), `deployclaw-e2e-mail-${smtpPort}`);
+/** The platform operator the server is started with (`deployclaw admin create`). */
+export const operatorEmail = "ops@e2e.deployclaw.test";
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 30_000,
@@ -42,19 +50,30 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `"${serverBin}" serve`,
-    url: `${baseURL}/readyz`,
-    timeout: 60_000,
-    reuseExistingServer: false,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: {
-      DEPLOYCLAW_DATA_DIR: dataDir,
-      DEPLOYCLAW_SERVER__ADDR: `127.0.0.1:${port}`,
-      DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
-      DEPLOYCLAW_LOG__FORMAT: "json",
-      DEPLOYCLAW_LOG__FILTER: "warn",
+  webServer: [
+    {
+      command: `"${smtpPython}" -m aiosmtpd -n -l 127.0.0.1:${smtpPort} -c aiosmtpd.handlers.Mailbox "${maildir}"`,
+      port: smtpPort,
+      timeout: 30_000,
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
     },
-  },
+    {
+      command: `"${serverBin}" admin create ${operatorEmail} && exec "${serverBin}" serve`,
+      url: `${baseURL}/readyz`,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        DEPLOYCLAW_DATA_DIR: dataDir,
+        DEPLOYCLAW_SERVER__ADDR: `127.0.0.1:${port}`,
+        DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
+        DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        DEPLOYCLAW_LOG__FORMAT: "json",
+        DEPLOYCLAW_LOG__FILTER: "warn",
+      },
+    },
+  ],
 });

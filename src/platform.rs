@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::agents::Agents;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
@@ -32,6 +33,7 @@ struct Inner {
     two_factor: TwoFactor,
     team: Team,
     sessions: DbSessionStore,
+    agents: Agents,
     started: Instant,
 }
 
@@ -109,8 +111,10 @@ impl Platform {
         let two_factor = TwoFactor::new(db.clone(), keyring.clone(), mailer.clone());
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
+        let agents = Agents::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
-        let inner = Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, started: Instant::now() };
+        let inner =
+            Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, agents, started: Instant::now() };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -127,6 +131,11 @@ impl Platform {
     /// Team membership and roles.
     pub fn team(&self) -> &Team {
         &self.inner.team
+    }
+
+    /// Agents: configure, list, remove.
+    pub fn agents(&self) -> &Agents {
+        &self.inner.agents
     }
 
     /// The session store (also handed to the web layer's session middleware).

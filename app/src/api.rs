@@ -3,9 +3,11 @@
 
 pub mod account;
 pub mod admin;
+pub mod agents;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod caller;
+pub mod credentials;
 pub mod error;
 pub mod system;
 

@@ -14,13 +14,14 @@ test("landing page explains the product and links to the dashboard", async ({ pa
   await screenshot(page, "landing");
 
   await page.getByRole("link", { name: "Open the dashboard" }).click();
-  await expect(page).toHaveURL(/\/dashboard$/);
-  await expect(page.getByRole("heading", { level: 1, name: "Overview" })).toBeVisible();
+  // Signed out, the dashboard sends you to sign in.
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await expect(page.getByRole("heading", { level: 1, name: "Sign in or create an account" })).toBeVisible();
   expect(problems, "no console errors or CSP violations").toEqual([]);
 });
 
 test("every page response carries the security headers", async ({ page }) => {
-  for (const path of ["/", "/dashboard", "/dashboard/audit"]) {
+  for (const path of ["/", "/sign-in", "/dashboard"]) {
     const response = await page.goto(path);
     const headers = response!.headers();
     const csp = headers["content-security-policy"];

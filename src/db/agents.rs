@@ -71,9 +71,13 @@ const COLUMNS: &str =
 
 /// Records a new agent for `client_id` in `provisioning`. `Conflict` if the client already has one by that name.
 pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
+    insert(db, client_id, new, AgentStatus::Provisioning).await
+}
+
+async fn insert(db: &Db, client_id: ClientId, new: NewAgent, status: AgentStatus) -> Result<Agent, DbError> {
     let sql = format!(
         "INSERT INTO agents (id, client_id, name, status, template, config, permissions, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'provisioning', $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $8, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
     );
     let id = AgentId::new();
     let now = super::now();
@@ -85,8 +89,15 @@ pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent
         .bind(Json(&new.config))
         .bind(Json(&new.permissions))
         .bind(now)
+        .bind(status)
         .fetch_one(p)
         .await?))
+}
+
+/// Records a new agent for `client_id` that is configured but not deployed yet: `stopped`, no container.
+/// `Conflict` if the client already has one by that name.
+pub async fn create_configured(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
+    insert(db, client_id, new, AgentStatus::Stopped).await
 }
 
 /// One agent of `client_id`; `NotFound` for another client's agent.

@@ -104,6 +104,14 @@ impl Caller {
         }
     }
 
+    /// Proof for the vault that this session's second factor is fresh (see [`require_fresh`](Self::require_fresh)).
+    pub fn vault_proof(&self) -> Result<deployclaw::vault::FreshTwoFactor, AppError> {
+        self.auth
+            .as_ref()
+            .and_then(|a| deployclaw::vault::FreshTwoFactor::from_session(a, deployclaw::db::now()))
+            .ok_or(AppError::TwoFactorRequired)
+    }
+
     /// The user a pending sign-in belongs to, when the session is at `expected`'s stage.
     pub async fn pending_user(&self, expected: fn(&Stage) -> bool) -> Result<User, AppError> {
         let stage = self.auth.as_ref().map(|a| &a.stage).filter(|s| expected(s));

@@ -1,13 +1,17 @@
 //! The customer dashboard: a shared layout with navigation, and one page per area.
 
 mod admin;
+mod agents;
+mod credentials;
 mod layout;
 mod overview;
 mod sections;
 mod settings;
 
 pub use admin::AdminPage;
+pub use agents::AgentsPage;
+pub use credentials::CredentialsPage;
 pub use layout::DashboardLayout;
 pub use overview::OverviewPage;
-pub use sections::{AgentsPage, AuditPage, BillingPage, CredentialsPage};
+pub use sections::{AuditPage, BillingPage};
 pub use settings::SettingsPage;

@@ -55,7 +55,7 @@ pub fn LandingPage() -> impl IntoView {
             <Brand />
             <nav aria-label="Site">
                 <a href="#how-it-works">"How it works"</a>
-                <a href="/dashboard" class="button small">"Open dashboard"</a>
+                <a href="/dashboard" rel="external" class="button small">"Open dashboard"</a>
             </nav>
         </header>
         <main id="main" class="landing">
@@ -66,7 +66,7 @@ pub fn LandingPage() -> impl IntoView {
                     "DeployClaw runs your OpenClaw agents in isolated, locked-down containers. Your provider keys stay in an encrypted vault, every outbound call passes a gateway that enforces the limits you set, and everything your agents do lands in an audit trail you can verify."
                 </p>
                 <div class="cta-row">
-                    <a href="/dashboard" class="button">"Open the dashboard"</a>
+                    <a href="/dashboard" rel="external" class="button">"Open the dashboard"</a>
                     <a href="#how-it-works" class="button secondary">"See how it works"</a>
                 </div>
             </section>

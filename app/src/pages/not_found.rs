@@ -18,7 +18,7 @@ pub fn NotFoundPage() -> impl IntoView {
             <p>
                 <a href="/" class="button">"Go to the home page"</a>
                 " "
-                <a href="/dashboard" class="button secondary">"Open the dashboard"</a>
+                <a href="/dashboard" rel="external" class="button secondary">"Open the dashboard"</a>
             </p>
         </main>
     }

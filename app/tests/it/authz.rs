@@ -30,6 +30,10 @@ struct World {
     admin: Browser,
     /// A second session of the owner's, for revoke.
     owner_other_session: String,
+    /// An agent of the owner's client, with credential `openai_key`.
+    agent: String,
+    /// A second agent of the owner's client, for delete.
+    spare_agent: String,
 }
 
 impl World {
@@ -51,7 +55,28 @@ impl World {
         let second_id: tower_sessions::session::Id = second.cookie.split_once('=').unwrap().1.parse().unwrap();
         let second_handle = app.platform.sessions().handle_of(&second_id).await.unwrap().unwrap();
         assert!(handles.iter().any(|h| h.handle == second_handle));
+        let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+        let actor = deployclaw::audit::Actor::User(owner_user.id);
+        let agents = app.platform.agents();
+        let name = |n: &str| deployclaw::db::agents::AgentName::parse(n).unwrap();
+        let agent = agents.configure(actor, owner_user.client_id, name("bot"), "openclaw", &ctx).await.unwrap();
+        let spare = agents.configure(actor, owner_user.client_id, name("spare"), "openclaw", &ctx).await.unwrap();
+        let owner_call = |endpoint: &'static str, args: Vec<(&'static str, String)>| {
+            let (app, cookie) = (&app, owner.cookie.clone());
+            async move {
+                let pairs: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let res = app.call(endpoint, Some(&cookie), &pairs).await;
+                assert_eq!(res.status(), 200, "{endpoint}: {}", res.text().await.unwrap());
+            }
+        };
+        owner_call(
+            "set_credential",
+            vec![("agent_id", agent.id.to_string()), ("name", "openai_key".into()), ("value", "sk-test-1".into())],
+        )
+        .await;
         Self {
+            agent: agent.id.to_string(),
+            spare_agent: spare.id.to_string(),
             member: app.sign_in_as(&member_user, fresh).await,
             other_owner: app.sign_in_as(&other_user, fresh).await,
             admin: app.sign_in_as(&admin_user, fresh).await,
@@ -128,6 +153,63 @@ fn table() -> Vec<Row> {
         Row { endpoint: "platform_status", args: none, expect: signed_in_ok },
         Row { endpoint: "list_sessions", args: none, expect: signed_in_ok },
         Row { endpoint: "list_team", args: none, expect: signed_in_ok },
+        Row { endpoint: "list_agents", args: none, expect: signed_in_ok },
+        Row {
+            endpoint: "list_credentials",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | Owner => 200,
+                OtherOwner | PlatformAdmin => 404,
+            },
+        },
+        Row {
+            endpoint: "create_agent",
+            args: |_, who| {
+                vec![("name".into(), format!("bot-{who:?}").to_lowercase()), ("template".into(), "openclaw".into())]
+            },
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 200,
+            },
+        },
+        Row {
+            endpoint: "set_credential",
+            args: |w, _| {
+                vec![
+                    ("agent_id".into(), w.agent.clone()),
+                    ("name".into(), "openai_key".into()),
+                    ("value".into(), "sk-test-2".into()),
+                ]
+            },
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "delete_credential",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone()), ("name".into(), "openai_key".into())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "delete_agent",
+            args: |w, _| vec![("agent_id".into(), w.spare_agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
         Row {
             endpoint: "revoke_session",
             args: |w, _| vec![("handle".into(), w.owner_other_session.clone())],
@@ -233,6 +315,15 @@ async fn each_server_function_admits_exactly_who_it_should() {
     assert!(!acme.iter().any(|u| u.email.as_str() == "invitee-member@acme.example"));
     let member = acme.iter().find(|u| u.id == world.member.user.id).unwrap();
     assert_eq!(member.role, Role::Admin, "only the owner's role change happened");
+    let agents = deployclaw::db::agents::list(db, world.owner.user.client_id).await.unwrap();
+    let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bot", "bot-owner"],
+        "the spare agent was deleted by the owner only; only the owner created one here"
+    );
+    let globex_agents = deployclaw::db::agents::list(db, world.other_owner.user.client_id).await.unwrap();
+    assert_eq!(globex_agents.len(), 1, "the other owner created an agent in their own client");
     world.app.stop().await;
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod authz;
 mod binary;
+mod credentials;
 mod headers;
 mod health;
 mod logging;

@@ -35,6 +35,14 @@ pub fn DashboardLayout() -> impl IntoView {
             let _ = window().location().set_href("/sign-in");
         }
     });
+    let hydrated = crate::components::hydrated();
+    // Reached by in-app navigation without a session (or the session just ended): go and sign in. A full page
+    // load, so the server decides where the sign-in continues.
+    Effect::new(move |_| {
+        if let Some(Err(crate::api::AppError::SignInRequired(_))) = whoami.get() {
+            let _ = window().location().set_href("/sign-in");
+        }
+    });
     let is_operator = move || whoami.get().and_then(Result::ok).is_some_and(|m| m.platform_admin);
     let link = move |item: &'static NavItem| {
         view! {
@@ -48,7 +56,7 @@ pub fn DashboardLayout() -> impl IntoView {
     };
     view! {
         <a class="skip-link" href="#main">"Skip to content"</a>
-        <div class="dashboard">
+        <div class="dashboard" data-hydrated=move || hydrated.get().to_string()>
             <header class="dash-topbar">
                 <Brand />
                 <div class="whoami">

@@ -1,0 +1,216 @@
+import { test, expect, Page } from "@playwright/test";
+import {
+  enrolAuthenticator,
+  enterEmailAndCode,
+  nextTotpStep,
+  screenshot,
+  subjectsTo,
+  totpCode,
+  waitForHydration,
+  watchConsole,
+} from "./helpers";
+import { operatorEmail } from "../playwright.config";
+
+// One customer's life, in order: sign up, use the dashboard, sign out, sign in again; then an operator; then
+// the lockout. Serial, because sign-in codes and failures are throttled per IP (5 per 15 minutes) and every
+// test here comes from 127.0.0.1: this file sends 4 codes in all and makes its 5 failures last.
+test.describe.configure({ mode: "serial" });
+
+const run = Date.now().toString(36);
+const customer = `ada-${run}@acme.example`;
+const company = `Acme Robotics ${run}`;
+let secret = "";
+let lastStep = 0;
+
+test("a customer signs up with an emailed code and sets up TOTP before anything else", async ({ page }) => {
+  test.setTimeout(90_000);
+  const problems = watchConsole(page);
+  const since = Date.now();
+
+  const before = await page.goto("/dashboard");
+  expect(before?.url()).toMatch(/\/sign-in$/);
+  await screenshot(page, "sign-in");
+
+  await enterEmailAndCode(page, customer);
+  await expect(page).toHaveURL(/\/sign-up$/);
+  await page.getByLabel("Company or your name").fill(company);
+  await page.getByTestId("create-account").click();
+
+  // Nothing else is reachable until the authenticator is set up.
+  const enrolment = await enrolAuthenticator(page);
+  secret = enrolment.secret;
+  lastStep = enrolment.step;
+  expect(new Set(enrolment.codes).size).toBe(10);
+  for (const c of enrolment.codes) expect(c).toMatch(/^[2-9A-HJ-NP-Z]{5}-[2-9A-HJ-NP-Z]{5}$/);
+  await screenshot(page, "recovery-codes");
+  const proceed = page.getByTestId("continue-dashboard");
+  await expect(proceed).toBeDisabled();
+  await page.getByTestId("saved-codes").check();
+  await proceed.click();
+
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await expect(page.getByTestId("whoami")).toContainText(customer);
+  await expect(page.getByTestId("whoami")).toContainText(company);
+  expect(subjectsTo(customer, since)).toEqual(["Your DeployClaw sign-in code"]);
+  expect(problems, "no console errors or CSP violations").toEqual([]);
+});
+
+async function signedInPage(page: Page) {
+  // Each test gets a fresh browser context; reuse the customer's session by signing in through the form
+  // only once: later tests restore the cookie saved here.
+  await page.context().addCookies(savedCookies);
+}
+let savedCookies: Awaited<ReturnType<ReturnType<Page["context"]>["cookies"]>> = [];
+
+test.afterEach(async ({ page }) => {
+  if (page.url().includes("/dashboard")) savedCookies = await page.context().cookies();
+});
+
+test("the dashboard hydrates, asks the server for its status, and reaches every customer area", async ({ page }) => {
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard");
+  await waitForHydration(page);
+  const button = page.getByTestId("check-status");
+  await expect(button).toBeEnabled();
+  const call = page.waitForResponse((r) => r.url().includes("/api/fn/platform_status"));
+  await button.click();
+  expect((await call).status()).toBe(200);
+  await expect(page.getByTestId("status-state")).toHaveText("Ready");
+  await expect(page.getByTestId("status-backend")).toHaveText("sqlite");
+  await screenshot(page, "dashboard-overview");
+
+  const nav = page.getByRole("navigation", { name: "Dashboard" });
+  for (const area of ["Agents", "Credentials", "Audit", "Billing", "Settings"]) {
+    await nav.getByRole("link", { name: new RegExp(`^${area}`) }).click();
+    await expect(page.getByRole("heading", { level: 1 })).toHaveText(area);
+    await expect(nav.locator("a[aria-current='page']")).toContainText(area);
+    await expect(page).toHaveTitle(`${area} · DeployClaw`);
+  }
+  await expect(nav.getByRole("link", { name: /^Admin/ })).toHaveCount(0);
+  expect(problems).toEqual([]);
+
+  // The browser logs every 404 document as a console error: those below are intended.
+  const admin = await page.goto("/dashboard/admin");
+  expect(admin?.status(), "customers have no operator console").toBe(404);
+
+  const missing = await page.goto("/dashboard/nowhere");
+  expect(missing?.status()).toBe(404);
+  await expect(page.getByRole("heading", { name: "Page not found" })).toBeVisible();
+});
+
+test("on a phone the menu opens and closes", async ({ page }) => {
+  await signedInPage(page);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto("/dashboard");
+  await waitForHydration(page);
+  const toggle = page.getByRole("button", { name: "Menu" });
+  const nav = page.getByRole("navigation", { name: "Dashboard" });
+  await expect(nav).toBeHidden();
+  await toggle.click();
+  await expect(toggle).toHaveAttribute("aria-expanded", "true");
+  await expect(nav).toBeVisible();
+  await screenshot(page, "dashboard-mobile-menu");
+  await nav.getByRole("link", { name: /^Audit/ }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Audit");
+  await expect(nav).toBeHidden();
+});
+
+test("settings list this session and the team; the owner adds a member", async ({ page }) => {
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard/settings");
+  const sessions = page.getByTestId("sessions");
+  await expect(sessions.getByTestId("session-row")).toHaveCount(1);
+  await expect(sessions).toContainText("This browser");
+  const team = page.getByTestId("team");
+  await expect(team.getByTestId("member-row")).toHaveCount(1);
+  await expect(team).toContainText(customer);
+  await page.getByLabel("Add a team member").fill(`bob-${run}@acme.example`);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await expect(team.getByTestId("member-row")).toHaveCount(2);
+  await expect(team).toContainText(`bob-${run}@acme.example`);
+  await screenshot(page, "settings");
+  expect(problems).toEqual([]);
+});
+
+test("the owner configures an agent and stores a key it can use, never seeing the value again", async ({ page }) => {
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard/agents");
+  await waitForHydration(page);
+  await page.getByLabel("Name", { exact: true }).fill("support-bot");
+  await page.getByTestId("create-agent").click();
+  const row = page.getByTestId("agent-row").filter({ hasText: "support-bot" });
+  await expect(row).toContainText("Not deployed yet");
+  await row.getByRole("link", { name: "Credentials" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Credentials");
+  const card = page.getByTestId("credentials");
+  await expect(card.getByTestId("no-credentials")).toBeVisible();
+  const secretValue = `sk-e2e-${run}-never-shown`;
+  await page.getByLabel("Name", { exact: true }).fill("openai_api_key");
+  await page.getByLabel("Value").fill(secretValue);
+  await page.getByTestId("save-credential").click();
+  const stored = card.getByTestId("credential-row");
+  await expect(stored).toHaveCount(1);
+  await expect(stored).toContainText("openai_api_key");
+  await expect(stored).toContainText("set just now");
+  expect(await page.content(), "the value is nowhere in the page").not.toContain(secretValue);
+  await screenshot(page, "credentials");
+  await stored.getByRole("button", { name: "Delete credential openai_api_key" }).click();
+  await expect(card.getByTestId("no-credentials")).toBeVisible();
+  expect(problems).toEqual([]);
+});
+
+test("the customer signs out, and signs in again with a code and TOTP", async ({ page }) => {
+  test.setTimeout(90_000);
+  await signedInPage(page);
+  await page.goto("/dashboard");
+  await waitForHydration(page);
+  await page.getByTestId("sign-out").click();
+  await expect(page).toHaveURL(/\/sign-in$/);
+  const back = await page.goto("/dashboard");
+  expect(back?.url(), "the old session is gone").toMatch(/\/sign-in$/);
+
+  await enterEmailAndCode(page, customer);
+  await expect(page).toHaveURL(/\/sign-in\/verify$/);
+  await waitForHydration(page);
+  // The server accepts each 30-second step once: the enrolment used one, so wait for the next.
+  lastStep = await nextTotpStep(lastStep);
+  await page.getByRole("textbox", { name: "Authenticator code" }).fill(totpCode(secret, lastStep));
+  await page.getByTestId("verify-totp").click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await expect(page.getByTestId("whoami")).toContainText(customer);
+});
+
+test("an operator created from the command line signs in and sees every client", async ({ page }) => {
+  test.setTimeout(90_000);
+  await enterEmailAndCode(page, operatorEmail);
+  await enrolAuthenticator(page);
+  await page.getByTestId("saved-codes").check();
+  await page.getByTestId("continue-dashboard").click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  const nav = page.getByRole("navigation", { name: "Dashboard" });
+  await nav.getByRole("link", { name: /^Admin/ }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Admin");
+  await expect(page.getByTestId("clients")).toContainText(company);
+  await screenshot(page, "admin-clients");
+});
+
+test("five wrong codes lock sign-in for 15 minutes without saying which factor failed", async ({ page }) => {
+  await page.goto("/sign-in");
+  await waitForHydration(page);
+  await page.getByLabel("Email address").fill(customer);
+  await page.getByTestId("send-code").click();
+  await expect(page.getByTestId("code-sent")).toBeVisible();
+  const field = page.getByLabel("6-digit code from the email");
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    await field.fill(attempt % 2 ? "000000" : "999999");
+    await page.getByTestId("verify-code").click();
+    await expect(page.getByTestId("error")).toHaveText("That code is not valid. Check it, or request a new one.");
+  }
+  await field.fill("123456");
+  await page.getByTestId("verify-code").click();
+  await expect(page.getByTestId("error")).toHaveText(/^Too many attempts; try again in 15 minute\(s\)\.$/);
+  await screenshot(page, "lockout");
+});
