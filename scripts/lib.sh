@@ -137,3 +137,54 @@ ensure_smtp_server() {
   fi
   export DEPLOYCLAW_TEST_SMTP_PYTHON="$venv/bin/python"
 }
+
+# podman as the project uses it: Debian's podman with runc, configured by the project's own
+# config/containers.conf through CONTAINERS_CONF (nothing under /etc is edited). Enough to build images and
+# run containers by hand; every podman command after this call uses the same config.
+ensure_podman() {
+  ensure_debs podman runc curl
+  export CONTAINERS_CONF="$ROOT/config/containers.conf"
+}
+
+# The local container runtime for agents: podman's Docker-compatible API on a socket under $CACHE, exported
+# as DOCKER_HOST for the runtime driver. The service runs in the background and outlives the caller; a
+# later call finds it answering and reuses it. Its log is $CACHE/podman/service.log, its PID service.pid.
+PODMAN_DIR="$CACHE/podman"
+PODMAN_SOCK="$PODMAN_DIR/podman.sock"
+podman_api_answers() {
+  [ -S "$PODMAN_SOCK" ] && curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCK" http://d/_ping 2>/dev/null | grep -qx OK
+}
+ensure_container_runtime() {
+  ensure_podman
+  export DOCKER_HOST="unix://$PODMAN_SOCK"
+  mkdir -p "$PODMAN_DIR"
+  # Two scripts starting at once must not both start a service (or delete each other's socket).
+  local lock_fd
+  exec {lock_fd}>"$PODMAN_DIR/service.lock"
+  flock -w 30 "$lock_fd" || die "another process holds $PODMAN_DIR/service.lock"
+  if podman_api_answers; then
+    exec {lock_fd}>&-
+    return 0
+  fi
+  # The runtime must actually work with this config before anything talks to the API.
+  podman info --format '{{.Host.OCIRuntime.Name}}' 2>/dev/null | grep -qx runc \
+    || die "podman does not run with runc under $CONTAINERS_CONF: see 'podman info'"
+  log "starting the podman API service on $PODMAN_SOCK (log: $PODMAN_DIR/service.log)"
+  rm -f "$PODMAN_SOCK"   # left by a service that died; nothing answered on it above
+  # setsid: the service outlives this script and a Ctrl-C in its terminal. --time=0: no idle exit.
+  # The lock's descriptor is closed for it, or the long-lived service would hold the lock forever.
+  setsid podman system service --time=0 "unix://$PODMAN_SOCK" </dev/null >>"$PODMAN_DIR/service.log" 2>&1 {lock_fd}>&- &
+  local pid=$! deadline=$((SECONDS + 20))
+  echo "$pid" >"$PODMAN_DIR/service.pid"
+  for _ in $(seq 1 40); do
+    podman_api_answers && break
+    kill -0 "$pid" 2>/dev/null || break   # it exited: waiting longer would not help
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.5
+  done
+  if ! podman_api_answers; then
+    kill "$pid" 2>/dev/null || true   # a service that never answered must not linger beside the next try
+    die "podman API did not answer on $PODMAN_SOCK within 20 s; see $PODMAN_DIR/service.log"
+  fi
+  exec {lock_fd}>&-
+}

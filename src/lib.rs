@@ -13,6 +13,7 @@ pub mod email;
 pub mod identity;
 pub mod mail;
 pub mod platform;
+pub mod runtime;
 pub mod scrub;
 pub mod vault;
 

@@ -24,9 +24,10 @@ macro_rules! uuid_id {
                 self.0
             }
 
-            /// The first 8 hex digits, used in container and volume names.
+            /// 8 hex digits for container, network and volume names: the *last* 8, which are random. (The
+            /// first 8 of a UUIDv7 are its timestamp, the same for every id made within about a minute.)
             pub fn short(&self) -> String {
-                self.0.simple().to_string()[..8].to_string()
+                self.0.simple().to_string()[24..].to_string()
             }
         }
 
@@ -104,5 +105,11 @@ mod tests {
         assert_eq!(a.to_string().parse::<ClientId>().unwrap(), a);
         assert_eq!(a.short().len(), 8);
         assert!("not-a-uuid".parse::<AgentId>().is_err());
+    }
+
+    #[test]
+    fn short_forms_of_ids_made_together_differ() {
+        let shorts: std::collections::HashSet<String> = (0..1000).map(|_| AgentId::new().short()).collect();
+        assert_eq!(shorts.len(), 1000, "the short form must come from the random bits, not the timestamp");
     }
 }

@@ -1,0 +1,99 @@
+//! Per-agent IPv4 subnets: each agent gets its own /28 out of a private pool, with the gateway (where the
+//! platform's egress proxy listens) at `.1` and the agent at `.2`. Explicit subnets and gateways are a
+//! network-safety rule: a runtime-chosen gateway can be left unrouted, and traffic to it would leave the
+//! machine.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Addresses per agent subnet (/28).
+pub const BLOCK: u32 = 16;
+
+/// An IPv4 subnet with its gateway and the one host address we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// The agent container's address.
+    pub fn host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 2)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+        u32::from(ip) & mask == u32::from(self.network) & mask
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// A pool of /28 blocks: `base` (a /16 or larger block's network address) and how many blocks it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub base: Ipv4Addr,
+    pub blocks: u32,
+}
+
+/// The default pool: 10.213.0.0/16, 4096 agents.
+pub const DEFAULT_POOL: Pool = Pool { base: Ipv4Addr::new(10, 213, 0, 0), blocks: 4096 };
+
+impl Pool {
+    /// The `index`-th /28 of the pool.
+    pub fn block(&self, index: u32) -> Option<Subnet> {
+        (index < self.blocks)
+            .then(|| Subnet { network: Ipv4Addr::from(u32::from(self.base) + index * BLOCK), prefix: 28 })
+    }
+
+    /// The lowest block index not in `used`.
+    pub fn first_free(&self, used: &[u32]) -> Option<u32> {
+        let mut used = used.to_vec();
+        used.sort_unstable();
+        let mut candidate = 0;
+        for u in used {
+            if u == candidate {
+                candidate += 1;
+            } else if u > candidate {
+                break;
+            }
+        }
+        (candidate < self.blocks).then_some(candidate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_disjoint_sixteens_with_gateway_and_host() {
+        let a = DEFAULT_POOL.block(0).unwrap();
+        let b = DEFAULT_POOL.block(1).unwrap();
+        assert_eq!(a.to_string(), "10.213.0.0/28");
+        assert_eq!(b.to_string(), "10.213.0.16/28");
+        assert_eq!(a.gateway(), Ipv4Addr::new(10, 213, 0, 1));
+        assert_eq!(a.host(), Ipv4Addr::new(10, 213, 0, 2));
+        assert!(a.contains(a.host()) && !a.contains(b.host()));
+        assert_eq!(DEFAULT_POOL.block(4095).unwrap().to_string(), "10.213.255.240/28");
+        assert!(DEFAULT_POOL.block(4096).is_none());
+    }
+
+    #[test]
+    fn the_first_free_block_fills_gaps() {
+        assert_eq!(DEFAULT_POOL.first_free(&[]), Some(0));
+        assert_eq!(DEFAULT_POOL.first_free(&[0, 1, 3]), Some(2));
+        assert_eq!(DEFAULT_POOL.first_free(&[3, 1, 0, 2]), Some(4));
+        let full: Vec<u32> = (0..4096).collect();
+        assert_eq!(DEFAULT_POOL.first_free(&full), None);
+    }
+}
