@@ -1,31 +1,95 @@
-//! Agents as the customer manages them: configure, list, remove - each audited.
+//! Agents as the customer manages them: configure, deploy, stop, remove - each audited.
 //!
-//! An agent is configured first (name, template; credentials and permissions can be set while it is not
-//! running) and deployed into its container afterwards (the runtime capability). This module owns the rules
-//! that do not need a container; it never decides anything about isolation.
+//! An agent is configured first (name, template; credentials can be set while it is not running) and deployed
+//! into its container afterwards. Deploying decrypts its credentials (each decryption audited) into the
+//! container's environment together with a fresh per-agent gateway token whose SHA-256 alone is stored. What
+//! the container looks like is decided by `runtime::hardening`, never here.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rand::RngCore;
+use secrecy::ExposeSecret;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::agents::{self, Agent, AgentName, AgentStatus, NewAgent};
 use crate::db::{AgentId, ClientId, Db, DbError};
 use crate::identity::sign_in::RequestContext;
+use crate::runtime::hardening::{self, Template};
+use crate::runtime::subnets::Pool;
+use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 
-/// The templates an agent can be created from.
-pub const TEMPLATES: &[&str] = &["openclaw"];
+/// How long a stopping agent gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE_SECS: u32 = 10;
 
 fn action(name: &'static str) -> ActionType {
     ActionType::parse(name).expect("static action names are valid")
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no container runtime is available on this DeployClaw server; an operator must start one")]
+    NoRuntime,
+    #[error("the container runtime failed: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// The environment variable a credential is given to the agent as: `openai_api_key` -> `OPENAI_API_KEY`.
+pub fn env_name(credential: &str) -> String {
+    credential.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+#[derive(Clone)]
 pub struct Agents {
     db: Db,
+    vault: Vault,
+    runtime: Option<Arc<dyn ContainerRuntime>>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Agents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agents").field("runtime", &self.runtime).finish_non_exhaustive()
+    }
 }
 
 impl Agents {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
+        Self { db, vault, runtime, pool }
+    }
+
+    pub fn runtime(&self) -> Option<&Arc<dyn ContainerRuntime>> {
+        self.runtime.as_ref()
+    }
+
+    async fn record(
+        &self,
+        actor: Actor,
+        agent: &Agent,
+        name: &'static str,
+        ctx: Option<&RequestContext>,
+        meta: serde_json::Value,
+    ) -> Result<(), DbError> {
+        let mut metadata = meta;
+        if let Some(ctx) = ctx {
+            metadata["user_agent"] = json!(ctx.user_agent);
+        }
+        let mut event = NewEvent::new(Some(agent.client_id), actor, action(name))
+            .agent(agent.id)
+            .target(agent.name.as_str())
+            .metadata(metadata);
+        if let Some(ctx) = ctx {
+            event = event.ip(ctx.ip);
+        }
+        audit::append(&self.db, event).await.map(|_| ())
     }
 
     /// Configures a new agent of `client_id` (not deployed). `Invalid` for an unknown template, `Conflict`
@@ -38,9 +102,10 @@ impl Agents {
         template: &str,
         ctx: &RequestContext,
     ) -> Result<Agent, DbError> {
-        if !TEMPLATES.contains(&template) {
+        if hardening::template(template).is_none() {
+            let known: Vec<&str> = hardening::TEMPLATES.iter().map(|t| t.id).collect();
             return Err(DbError::Invalid(
-                format!("unknown template {template:?}; choose one of: {}", TEMPLATES.join(", ")).into(),
+                format!("unknown template {template:?}; choose one of: {}", known.join(", ")).into(),
             ));
         }
         let new = NewAgent { name, template: template.to_string(), config: json!({}), permissions: json!({}) };
@@ -48,12 +113,7 @@ impl Agents {
             DbError::Conflict(_) => DbError::Conflict("you already have an agent with this name".into()),
             other => other,
         })?;
-        let event = NewEvent::new(Some(client_id), actor, action("agent.created"))
-            .agent(agent.id)
-            .target(agent.name.as_str())
-            .metadata(json!({ "template": template, "user_agent": ctx.user_agent }))
-            .ip(ctx.ip);
-        audit::append(&self.db, event).await?;
+        self.record(actor, &agent, "agent.created", Some(ctx), json!({ "template": template })).await?;
         Ok(agent)
     }
 
@@ -65,25 +125,205 @@ impl Agents {
         agents::get(&self.db, client_id, id).await
     }
 
-    /// Removes a stopped agent and its credentials. A running agent must be stopped first.
+    fn runtime_or_err(&self) -> Result<&Arc<dyn ContainerRuntime>, AgentError> {
+        self.runtime.as_ref().ok_or(AgentError::NoRuntime)
+    }
+
+    /// Deploys (or redeploys) an agent: its network, volume and a new container with fresh credentials and a
+    /// fresh gateway token, started. The agent is `provisioning` until [`Agents::check_health`] sees it answer.
+    pub async fn deploy(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        ctx: &RequestContext,
+    ) -> Result<Agent, AgentError> {
+        let runtime = self.runtime_or_err()?.clone();
+        let agent = agents::get(&self.db, client_id, id).await?;
+        let template = hardening::template(&agent.template)
+            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        let block = agents::assign_network_block(&self.db, client_id, id, self.pool.blocks).await?;
+        let subnet = self
+            .pool
+            .block(u32::try_from(block).unwrap_or(u32::MAX))
+            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))?;
+        agents::set_runtime_state(
+            &self.db,
+            client_id,
+            id,
+            AgentStatus::Provisioning,
+            agent.container_id.as_deref(),
+            Some("deploying"),
+            None,
+        )
+        .await?;
+        self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
+        match self.start_container(&*runtime, &agent, template, subnet).await {
+            Ok((container_id, token_hash)) => {
+                let deployed = agents::set_runtime_state(
+                    &self.db,
+                    client_id,
+                    id,
+                    AgentStatus::Provisioning,
+                    Some(&container_id),
+                    Some("starting; waiting for its health check"),
+                    Some(&token_hash),
+                )
+                .await?;
+                self.record(actor, &agent, "agent.deployed", Some(ctx), json!({ "subnet": subnet.to_string() }))
+                    .await?;
+                Ok(deployed)
+            }
+            Err(e) => {
+                let reason = format!("deploy failed: {e}");
+                agents::set_runtime_state(&self.db, client_id, id, AgentStatus::Error, None, Some(&reason), None)
+                    .await?;
+                self.record(actor, &agent, "agent.deploy_failed", Some(ctx), json!({ "reason": reason })).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_container(
+        &self,
+        runtime: &dyn ContainerRuntime,
+        agent: &Agent,
+        template: &Template,
+        subnet: crate::runtime::subnets::Subnet,
+    ) -> Result<(String, Vec<u8>), AgentError> {
+        let names = hardening::names(agent.client_id, agent.id);
+        let labels = hardening::labels(agent.client_id, agent.id);
+        runtime.ensure_network(&hardening::network_spec(agent.client_id, agent.id, subnet)).await?;
+        runtime.ensure_volume(&names.volume, &labels).await?;
+        // Credentials go into the environment, decrypted one by one through the audited path.
+        let mut env = Vec::new();
+        for summary in self.vault.list(agent.client_id, agent.id).await? {
+            let name = CredentialName::parse(&summary.name)?;
+            let value = self
+                .vault
+                .decrypt(Actor::Platform, agent.client_id, agent.id, &name, DecryptPurpose::InjectIntoAgent)
+                .await?;
+            let text = String::from_utf8_lossy(value.expose_secret()).into_owned();
+            env.push((env_name(name.as_str()), text));
+        }
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let token = format!("dca_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let token_hash = Sha256::digest(token.as_bytes()).to_vec();
+        env.push(("DEPLOYCLAW_AGENT_TOKEN".into(), token.clone()));
+        env.push(("OPENCLAW_GATEWAY_TOKEN".into(), token));
+        let limits = hardening::limits(template, None, 1000);
+        let spec = hardening::container_spec(template, agent.client_id, agent.id, subnet, limits, env);
+        // A container left from an earlier deploy is replaced; the volume (the agent's state) stays.
+        runtime.remove_container(&spec.name).await?;
+        let container_id = runtime.create_container(&spec).await?;
+        runtime.start_container(&spec.name).await?;
+        Ok((container_id, token_hash))
+    }
+
+    /// Asks a deploying agent's health endpoint once (bounded); on success it is `running`. Returns the state.
+    pub async fn check_health(&self, client_id: ClientId, id: AgentId) -> Result<Agent, AgentError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        let (Some(template), Some(block)) = (hardening::template(&agent.template), agent.network_block) else {
+            return Ok(agent);
+        };
+        let Some(subnet) = self.pool.block(u32::try_from(block).unwrap_or(u32::MAX)) else { return Ok(agent) };
+        let healthy = probe_health(subnet.host(), template.port, template.health_path).await;
+        if healthy && agent.status == AgentStatus::Provisioning {
+            let running = agents::set_runtime_state(
+                &self.db,
+                client_id,
+                id,
+                AgentStatus::Running,
+                agent.container_id.as_deref(),
+                None,
+                None,
+            )
+            .await?;
+            self.record(Actor::Platform, &agent, "agent.healthy", None, json!({})).await?;
+            return Ok(running);
+        }
+        Ok(agent)
+    }
+
+    /// Stops a deployed agent (its container stays, with its state volume, until it is started or removed).
+    pub async fn stop(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        ctx: &RequestContext,
+    ) -> Result<Agent, AgentError> {
+        let runtime = self.runtime_or_err()?.clone();
+        let agent = agents::get(&self.db, client_id, id).await?;
+        let names = hardening::names(client_id, id);
+        runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
+        let stopped = agents::set_runtime_state(
+            &self.db,
+            client_id,
+            id,
+            AgentStatus::Stopped,
+            agent.container_id.as_deref(),
+            None,
+            None,
+        )
+        .await?;
+        self.record(actor, &agent, "agent.stopped", Some(ctx), json!({})).await?;
+        Ok(stopped)
+    }
+
+    /// Removes an agent for good: container, network, state volume, credentials and the record. Audited.
     pub async fn remove(
         &self,
         actor: Actor,
         client_id: ClientId,
         id: AgentId,
         ctx: &RequestContext,
-    ) -> Result<(), DbError> {
+    ) -> Result<(), AgentError> {
         let agent = agents::get(&self.db, client_id, id).await?;
-        if matches!(agent.status, AgentStatus::Running | AgentStatus::Provisioning) {
-            return Err(DbError::Invalid("stop the agent before deleting it".into()));
+        let deployed = agent.container_id.is_some() || agent.network_block.is_some();
+        if deployed {
+            let runtime = self.runtime_or_err()?.clone();
+            agents::set_runtime_state(
+                &self.db,
+                client_id,
+                id,
+                AgentStatus::Deleting,
+                agent.container_id.as_deref(),
+                None,
+                None,
+            )
+            .await?;
+            let names = hardening::names(client_id, id);
+            runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
+            runtime.remove_container(&names.container).await?;
+            runtime.remove_network(&names.network).await?;
+            runtime.remove_volume(&names.volume).await?;
         }
         agents::delete(&self.db, client_id, id).await?;
-        let event = NewEvent::new(Some(client_id), actor, action("agent.deleted"))
-            .agent(id)
-            .target(agent.name.as_str())
-            .metadata(json!({ "user_agent": ctx.user_agent }))
-            .ip(ctx.ip);
-        audit::append(&self.db, event).await?;
+        self.record(actor, &agent, "agent.deleted", Some(ctx), json!({ "was_deployed": deployed })).await?;
         Ok(())
+    }
+}
+
+/// One bounded GET of an agent's health path at its address on its own network.
+async fn probe_health(ip: std::net::Ipv4Addr, port: u16, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect((ip, port)).await?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut head = [0u8; 16];
+        let n = s.read(&mut head).await?;
+        Ok::<bool, std::io::Error>(head[..n].starts_with(b"HTTP/1.1 200") || head[..n].starts_with(b"HTTP/1.0 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(3), exchange).await, Ok(Ok(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credential_names_become_environment_variables() {
+        assert_eq!(super::env_name("openai_api_key"), "OPENAI_API_KEY");
+        assert_eq!(super::env_name("anthropic.key-2"), "ANTHROPIC_KEY_2");
     }
 }

@@ -53,9 +53,19 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub mail: MailConfig,
     pub auth: AuthConfig,
+    pub runtime: RuntimeConfig,
     pub log: LogConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
+}
+
+/// Where agents run.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The Docker-API socket (`unix:///...`); default: discovered (DOCKER_HOST, Docker's, Podman's).
+    pub docker_host: Option<String>,
+    /// The private IPv4 block agent networks are cut from, one /28 each.
+    pub network_pool: crate::runtime::subnets::Pool,
 }
 
 /// Sign-in settings.
@@ -188,7 +198,15 @@ struct RawConfig {
     database: RawDatabase,
     mail: RawMail,
     auth: RawAuth,
+    runtime: RawRuntime,
     log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    docker_host: Option<String>,
+    network_pool: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +282,7 @@ impl Default for RawConfig {
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             auth: RawAuth { code_ttl_minutes: 10 },
+            runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into() },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
         }
     }
@@ -468,6 +487,17 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         ));
     }
 
+    let network_pool = crate::runtime::subnets::Pool::parse(&raw.runtime.network_pool)
+        .map_err(|m| ConfigError::invalid("runtime.network_pool", m))?;
+    if let Some(host) = &raw.runtime.docker_host {
+        if !host.starts_with("unix:///") {
+            return Err(ConfigError::invalid(
+                "runtime.docker_host",
+                "must be a unix socket (unix:///path): a TCP Docker API is unauthenticated root on its host",
+            ));
+        }
+    }
+
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
@@ -488,6 +518,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         },
         mail: MailConfig { from: raw.mail.from, transport },
         auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
+        runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool },
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         sources,
     })
@@ -711,6 +742,20 @@ mod tests {
             let err = load(&[("DEPLOYCLAW_AUTH__CODE_TTL_MINUTES", bad)]).unwrap_err().to_string();
             assert!(err.contains("auth.code_ttl_minutes"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_agent_network_pool_is_a_private_block() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.runtime.network_pool.blocks, 4096);
+        let c = load(&[("DEPLOYCLAW_RUNTIME__NETWORK_POOL", "172.20.0.0/20")]).unwrap();
+        assert_eq!(c.runtime.network_pool.blocks, 256);
+        for bad in ["8.8.0.0/16", "10.0.0.0/30", "10.1.2.3/16", "nonsense"] {
+            let err = load(&[("DEPLOYCLAW_RUNTIME__NETWORK_POOL", bad)]).unwrap_err().to_string();
+            assert!(err.contains("runtime.network_pool"), "{bad}: {err}");
+        }
+        let err = load(&[("DEPLOYCLAW_RUNTIME__DOCKER_HOST", "tcp://10.0.0.1:2375")]).unwrap_err().to_string();
+        assert!(err.contains("runtime.docker_host"), "{err}");
     }
 
     #[test]

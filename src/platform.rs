@@ -16,6 +16,7 @@ use crate::identity::sign_in::SignIn;
 use crate::identity::team::Team;
 use crate::identity::two_factor::TwoFactor;
 use crate::mail::{MailError, Mailer};
+use crate::runtime::ContainerRuntime;
 use crate::vault::keyring::{Keyring, KeyringError};
 use crate::vault::Vault;
 
@@ -100,19 +101,48 @@ impl Platform {
         }
         let db = Db::connect(&config.database).await?;
         db.migrate().await?;
-        Self::from_parts(config, db, keyring)
+        let runtime: Option<Arc<dyn ContainerRuntime>> = match crate::runtime::connect(
+            config.runtime.docker_host.as_deref(),
+        )
+        .await
+        {
+            Ok(rt) => {
+                match rt.info().await {
+                    Ok(info) => {
+                        tracing::info!(endpoint = %info.endpoint, version = %info.version, "container runtime found")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "container runtime stopped answering"),
+                }
+                Some(Arc::new(rt))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no container runtime: agents cannot be deployed until one is available");
+                None
+            }
+        };
+        Self::from_parts_with_runtime(config, db, keyring, runtime)
     }
 
-    /// Assembles a platform from an already opened database and a keyring (tests, and `start`).
+    /// Assembles a platform from an already opened database and a keyring, without a container runtime.
     pub fn from_parts(config: Config, db: Db, keyring: Keyring) -> Result<Self, StartupError> {
+        Self::from_parts_with_runtime(config, db, keyring, None)
+    }
+
+    /// Assembles a platform from its parts (tests, and `start`).
+    pub fn from_parts_with_runtime(
+        config: Config,
+        db: Db,
+        keyring: Keyring,
+        runtime: Option<Arc<dyn ContainerRuntime>>,
+    ) -> Result<Self, StartupError> {
         let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
         let codes = SignInCodes::new(db.clone(), &keyring, config.auth.code_ttl);
         let sign_in = SignIn::new(db.clone(), codes, mailer.clone());
         let two_factor = TwoFactor::new(db.clone(), keyring.clone(), mailer.clone());
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
-        let agents = Agents::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
+        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool);
         let inner =
             Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, agents, started: Instant::now() };
         Ok(Self { inner: Arc::new(inner) })

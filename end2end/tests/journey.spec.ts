@@ -162,6 +162,30 @@ test("the owner configures an agent and stores a key it can use, never seeing th
   expect(problems).toEqual([]);
 });
 
+test("the owner deploys a test agent, sees it become healthy, stops it and deletes it", async ({ page }) => {
+  test.setTimeout(90_000);
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard/agents");
+  await waitForHydration(page);
+  await page.getByLabel("Name", { exact: true }).fill("probe");
+  await page.getByLabel("Template").selectOption("test-agent");
+  await page.getByTestId("create-agent").click();
+  const row = page.getByTestId("agent-row").filter({ hasText: "probe" });
+  await expect(row.getByTestId("agent-state")).toHaveText("Not deployed yet");
+  const started = Date.now();
+  await row.getByRole("button", { name: "Deploy agent probe" }).click();
+  // The page polls while the agent starts: no reload needed.
+  await expect(row.getByTestId("agent-state")).toHaveText("Running · healthy", { timeout: 30_000 });
+  console.log(`deploy to healthy in the browser: ${Date.now() - started} ms`);
+  await screenshot(page, "agent-running");
+  await row.getByRole("button", { name: "Stop agent probe" }).click();
+  await expect(row.getByTestId("agent-state")).toHaveText("Stopped");
+  await row.getByRole("button", { name: "Delete agent probe" }).click();
+  await expect(row).toHaveCount(0);
+  expect(problems).toEqual([]);
+});
+
 test("the customer signs out, and signs in again with a code and TOTP", async ({ page }) => {
   test.setTimeout(90_000);
   await signedInPage(page);

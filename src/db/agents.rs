@@ -56,6 +56,10 @@ pub struct Agent {
     pub permissions: Json<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its /28 in the agent network pool, once deployed.
+    pub network_block: Option<i32>,
+    /// Why it is in `error` (or what it is doing), shown to the customer.
+    pub status_reason: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,8 +70,8 @@ pub struct NewAgent {
     pub permissions: Value,
 }
 
-const COLUMNS: &str =
-    "id, client_id, name, status, template, container_id, config, permissions, created_at, updated_at";
+const COLUMNS: &str = "id, client_id, name, status, template, container_id, config, permissions, created_at, \
+                       updated_at, network_block, status_reason";
 
 /// Records a new agent for `client_id` in `provisioning`. `Conflict` if the client already has one by that name.
 pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
@@ -138,4 +142,71 @@ pub async fn delete(db: &Db, client_id: ClientId, id: AgentId) -> Result<(), DbE
         0 => Err(DbError::NotFound),
         _ => Ok(()),
     }
+}
+
+/// The agent's network block, assigning the lowest free one in `0..blocks` on first use. Safe under
+/// concurrency: the unique index makes a second claim of the same block fail, and the loser tries again.
+pub async fn assign_network_block(db: &Db, client_id: ClientId, id: AgentId, blocks: u32) -> Result<i32, DbError> {
+    for _ in 0..8 {
+        let agent = get(db, client_id, id).await?;
+        if let Some(block) = agent.network_block {
+            return Ok(block);
+        }
+        let used: Vec<i32> = on_pool!(db, |p| sqlx::query_scalar(
+            "SELECT network_block FROM agents WHERE network_block IS NOT NULL ORDER BY network_block"
+        )
+        .fetch_all(p)
+        .await?);
+        let used: Vec<u32> = used.into_iter().filter_map(|b| u32::try_from(b).ok()).collect();
+        let pool = crate::runtime::subnets::Pool { base: std::net::Ipv4Addr::UNSPECIFIED, blocks };
+        let Some(free) = pool.first_free(&used) else {
+            return Err(DbError::Invalid("every agent network is in use; ask the operator to enlarge the pool".into()));
+        };
+        let free = i32::try_from(free).expect("blocks fit in i32");
+        let claimed = on_pool!(db, |p| sqlx::query(
+            "UPDATE agents SET network_block = $1 WHERE id = $2 AND client_id = $3 AND network_block IS NULL"
+        )
+        .bind(free)
+        .bind(id)
+        .bind(client_id)
+        .execute(p)
+        .await
+        .map(|_| ()));
+        match claimed {
+            Ok(_) => continue, // re-read: either ours now, or someone else's claim won and we pick again
+            Err(e) => match DbError::from(e) {
+                DbError::Conflict(_) => continue,
+                other => return Err(other),
+            },
+        }
+    }
+    Err(DbError::Conflict("could not assign an agent network; try again".into()))
+}
+
+/// Records what the runtime did: status, container, reason, and (when deploying) the gateway token's hash.
+pub async fn set_runtime_state(
+    db: &Db,
+    client_id: ClientId,
+    id: AgentId,
+    status: AgentStatus,
+    container_id: Option<&str>,
+    reason: Option<&str>,
+    gateway_token_hash: Option<&[u8]>,
+) -> Result<Agent, DbError> {
+    let sql = format!(
+        "UPDATE agents SET status = $1, container_id = $2, status_reason = $3, \
+         gateway_token_hash = COALESCE($4, gateway_token_hash), updated_at = $5 \
+         WHERE id = $6 AND client_id = $7 RETURNING {COLUMNS}"
+    );
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(status)
+        .bind(container_id)
+        .bind(reason)
+        .bind(gateway_token_hash)
+        .bind(now)
+        .bind(id)
+        .bind(client_id)
+        .fetch_one(p)
+        .await?))
 }

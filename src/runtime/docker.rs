@@ -220,6 +220,9 @@ impl ContainerRuntime for DockerRuntime {
             mounts: Some(mounts),
             // No IPC namespace to share and no /dev/shm to write to.
             ipc_mode: Some("none".into()),
+            // A minimal init as PID 1 forwards SIGTERM (an agent as PID 1 would ignore it and only die at the
+            // SIGKILL after the grace period) and reaps zombies.
+            init: Some(true),
             ..Default::default()
         };
         let endpoint = EndpointSettings {
@@ -270,7 +273,19 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect_container(&self, name: &str) -> Result<Option<ContainerStatus>> {
-        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+        // Podman briefly reports a container that just exited as `stopped`, a state the Docker API does not
+        // have (bollard cannot parse it); it becomes `exited` once Podman has cleaned up. Ask again, bounded.
+        let mut attempt = 0;
+        let inspected = loop {
+            match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+                Err(BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. }) if attempt < 25 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => break other,
+            }
+        };
+        match inspected {
             Ok(c) => {
                 let state = c.state.unwrap_or_default();
                 Ok(Some(status_of(
@@ -337,11 +352,13 @@ impl ContainerRuntime for DockerRuntime {
     async fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>> {
         let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail.to_string()).build();
         let mut stream = self.docker.logs(name, Some(options));
-        let mut lines = Vec::new();
+        // Frames can end mid-line: join them before splitting.
+        let mut text = String::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.error(&format!("container {name}"), e))?;
-            lines.extend(chunk.to_string().lines().map(str::to_string));
+            text.push_str(&chunk.to_string());
         }
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         let skip = lines.len().saturating_sub(tail as usize);
         Ok(lines.split_off(skip))
     }

@@ -49,6 +49,25 @@ pub struct Pool {
 pub const DEFAULT_POOL: Pool = Pool { base: Ipv4Addr::new(10, 213, 0, 0), blocks: 4096 };
 
 impl Pool {
+    /// A pool from CIDR text (`10.213.0.0/16`): a private (RFC 1918) block between /12 and /24, given by its
+    /// network address.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a CIDR block like 10.213.0.0/16");
+        let (addr, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
+        let base: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+        if !(12..=24).contains(&prefix) {
+            return Err("use a block between /12 and /24 (each agent takes a /28)".into());
+        }
+        if !base.is_private() {
+            return Err("use a private (RFC 1918) block: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16".into());
+        }
+        if u32::from(base) & (u32::MAX >> prefix) != 0 {
+            return Err(format!("{base} is not the network address of a /{prefix}"));
+        }
+        Ok(Self { base, blocks: 1 << (28 - prefix) })
+    }
+
     /// The `index`-th /28 of the pool.
     pub fn block(&self, index: u32) -> Option<Subnet> {
         (index < self.blocks)

@@ -225,6 +225,7 @@ async fn an_agent_container_is_created_locked_down() {
         }
         let procs = json(d.subnet.host(), "/probe/processes").await;
         let pids = procs["pids"].as_array().cloned().unwrap_or_default();
+        // Its init (PID 1) and itself: nothing of the host.
         assert!(!pids.is_empty() && pids.len() <= 3, "only its own processes are visible: {procs}");
     })
     .catch_unwind_async()
@@ -285,30 +286,38 @@ async fn agents_cannot_reach_each_other_or_anything_but_their_gateway() {
 async fn lifecycle_calls_are_idempotent_and_report_state() {
     let rt = runtime().await;
     let d = deploy(&rt).await;
-    let status = rt.inspect_container(&d.spec.name).await.unwrap().expect("exists");
-    assert!(status.running, "{status:?}");
-    assert_eq!(status.labels.get("deployclaw.agent"), Some(&d.agent.to_string()));
-    let listed = rt.list_containers("deployclaw.agent", &d.agent.to_string()).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].name, d.spec.name);
-    let sample = rt.stats(&d.spec.name).await.unwrap();
-    assert!(sample.memory_bytes > 0 && sample.pids >= 1, "{sample:?}");
+    let result = std::panic::AssertUnwindSafe(async {
+        let status = rt.inspect_container(&d.spec.name).await.unwrap().expect("exists");
+        assert!(status.running, "{status:?}");
+        assert_eq!(status.labels.get("deployclaw.agent"), Some(&d.agent.to_string()));
+        let listed = rt.list_containers("deployclaw.agent", &d.agent.to_string()).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, d.spec.name);
+        let sample = rt.stats(&d.spec.name).await.unwrap();
+        assert!(sample.memory_bytes > 0 && sample.pids >= 1, "{sample:?}");
 
-    // A crash is seen as an exit with the agent's status.
-    let (code, _) = http(d.subnet.host(), 8080, "POST", "/crash").await.unwrap();
-    assert_eq!(code, 200);
-    let start = Instant::now();
-    let exited = loop {
-        let s = rt.inspect_container(&d.spec.name).await.unwrap().unwrap();
-        if !s.running {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "the container did not exit");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(exited.exit_code, Some(3), "{exited:?}");
-    let logs = rt.logs(&d.spec.name, 50).await.unwrap();
-    assert!(logs.iter().any(|l| l.contains("listening")), "{logs:?}");
+        // A crash is seen as an exit with the agent's status.
+        let (code, _) = http(d.subnet.host(), 8080, "POST", "/crash").await.unwrap();
+        assert_eq!(code, 200);
+        let start = Instant::now();
+        let exited = loop {
+            let s = rt.inspect_container(&d.spec.name).await.unwrap().unwrap();
+            if !s.running {
+                break s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the container did not exit");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(exited.exit_code, Some(3), "{exited:?}");
+        let logs = rt.logs(&d.spec.name, 50).await.unwrap();
+        assert!(logs.iter().any(|l| l.contains("crashing on request")), "{logs:?}");
+    })
+    .catch_unwind_async()
+    .await;
+    if let Err(panic) = result {
+        remove(&rt, &d).await;
+        std::panic::resume_unwind(panic);
+    }
 
     // Stopping a stopped container, and removing things twice, are fine; a missing container is None.
     rt.stop_container(&d.spec.name, 1).await.unwrap();

@@ -16,7 +16,42 @@ pub struct AgentRow {
     /// `stopped`, `provisioning`, `running`, `error`, `deleting`.
     pub status: String,
     pub deployed: bool,
+    /// Why it is in `error`, or what it is doing.
+    pub reason: Option<String>,
     pub created_at: String,
+}
+
+#[cfg(feature = "ssr")]
+impl From<deployclaw::db::agents::Agent> for AgentRow {
+    fn from(a: deployclaw::db::agents::Agent) -> Self {
+        AgentRow {
+            id: a.id.to_string(),
+            deployed: a.container_id.is_some(),
+            name: a.name,
+            template: a.template,
+            status: a.status.as_str().to_string(),
+            reason: a.status_reason,
+            created_at: a.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<deployclaw::agents::AgentError> for AppError {
+    fn from(e: deployclaw::agents::AgentError) -> Self {
+        use deployclaw::agents::AgentError;
+        match e {
+            AgentError::Db(e) => e.into(),
+            AgentError::Vault(e) => e.into(),
+            AgentError::NoRuntime => AppError::Invalid(
+                "No container runtime is available on this server, so agents cannot run yet. An operator must start one.".into(),
+            ),
+            AgentError::Runtime(e) => {
+                let _ = AppError::internal(&e);
+                AppError::Invalid(format!("The container runtime failed: {e}"))
+            }
+        }
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -31,17 +66,17 @@ pub async fn list_agents() -> Result<Vec<AgentRow>, AppError> {
         let caller = Caller::current().await?;
         let user = caller.require(Access::SignedIn).await?;
         let agents = caller.platform.agents().list(user.client_id).await?;
-        Ok(agents
-            .into_iter()
-            .map(|a| AgentRow {
-                id: a.id.to_string(),
-                deployed: a.container_id.is_some(),
-                name: a.name,
-                template: a.template,
-                status: a.status.as_str().to_string(),
-                created_at: a.created_at.to_rfc3339(),
-            })
-            .collect())
+        let mut rows = Vec::with_capacity(agents.len());
+        for a in agents {
+            // A deploying agent is asked once (bounded) whether it answers yet.
+            let a = if a.status == deployclaw::db::agents::AgentStatus::Provisioning {
+                caller.platform.agents().check_health(user.client_id, a.id).await?
+            } else {
+                a
+            };
+            rows.push(AgentRow::from(a));
+        }
+        Ok(rows)
     })
     .await
 }
@@ -56,19 +91,39 @@ pub async fn create_agent(name: String, template: String) -> Result<AgentRow, Ap
         let name = AgentName::parse(&name)?;
         let actor = deployclaw::audit::Actor::User(user.id);
         let a = caller.platform.agents().configure(actor, user.client_id, name, &template, &caller.ctx).await?;
-        Ok(AgentRow {
-            id: a.id.to_string(),
-            deployed: a.container_id.is_some(),
-            name: a.name,
-            template: a.template,
-            status: a.status.as_str().to_string(),
-            created_at: a.created_at.to_rfc3339(),
-        })
+        Ok(AgentRow::from(a))
     })
     .await
 }
 
-/// Deletes a stopped agent and its credentials (owner or admin; fresh second factor).
+/// Deploys (or redeploys, with fresh credentials) an agent into its container (owner or admin; fresh second
+/// factor).
+#[server(prefix = "/api/fn", endpoint = "deploy_agent")]
+pub async fn deploy_agent(agent_id: String) -> Result<AgentRow, AppError> {
+    respond(async {
+        let caller = Caller::current().await?;
+        let user = caller.require_fresh(Access::ManagesClient).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let actor = deployclaw::audit::Actor::User(user.id);
+        Ok(AgentRow::from(caller.platform.agents().deploy(actor, user.client_id, id, &caller.ctx).await?))
+    })
+    .await
+}
+
+/// Stops a running agent (owner or admin; fresh second factor).
+#[server(prefix = "/api/fn", endpoint = "stop_agent")]
+pub async fn stop_agent(agent_id: String) -> Result<AgentRow, AppError> {
+    respond(async {
+        let caller = Caller::current().await?;
+        let user = caller.require_fresh(Access::ManagesClient).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let actor = deployclaw::audit::Actor::User(user.id);
+        Ok(AgentRow::from(caller.platform.agents().stop(actor, user.client_id, id, &caller.ctx).await?))
+    })
+    .await
+}
+
+/// Deletes an agent: its container, network, state volume and credentials (owner or admin; fresh second factor).
 #[server(prefix = "/api/fn", endpoint = "delete_agent")]
 pub async fn delete_agent(agent_id: String) -> Result<(), AppError> {
     respond(async {

@@ -59,7 +59,7 @@ impl World {
         let actor = deployclaw::audit::Actor::User(owner_user.id);
         let agents = app.platform.agents();
         let name = |n: &str| deployclaw::db::agents::AgentName::parse(n).unwrap();
-        let agent = agents.configure(actor, owner_user.client_id, name("bot"), "openclaw", &ctx).await.unwrap();
+        let agent = agents.configure(actor, owner_user.client_id, name("bot"), "test-agent", &ctx).await.unwrap();
         let spare = agents.configure(actor, owner_user.client_id, name("spare"), "openclaw", &ctx).await.unwrap();
         let owner_call = |endpoint: &'static str, args: Vec<(&'static str, String)>| {
             let (app, cookie) = (&app, owner.cookie.clone());
@@ -201,6 +201,26 @@ fn table() -> Vec<Row> {
             },
         },
         Row {
+            endpoint: "deploy_agent",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "stop_agent",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
             endpoint: "delete_agent",
             args: |w, _| vec![("agent_id".into(), w.spare_agent.clone())],
             expect: |who| match who {
@@ -324,6 +344,11 @@ async fn each_server_function_admits_exactly_who_it_should() {
     );
     let globex_agents = deployclaw::db::agents::list(db, world.other_owner.user.client_id).await.unwrap();
     assert_eq!(globex_agents.len(), 1, "the other owner created an agent in their own client");
+    // The owner's deploy really ran a container; remove it with its network and volume.
+    let bot = agents.iter().find(|a| a.name == "bot").unwrap();
+    assert!(bot.container_id.is_some(), "deployed by the owner");
+    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+    world.app.platform.agents().remove(deployclaw::audit::Actor::Platform, bot.client_id, bot.id, &ctx).await.unwrap();
     world.app.stop().await;
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agents;
 mod auth;
 mod authz;
 mod binary;

@@ -24,6 +24,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.server.addr = "127.0.0.1:0".parse().unwrap();
     config.server.site_root = dir.join("site");
     config.mail.transport = deployclaw::mail::MailTransport::Outbox { dir: dir.join("outbox") };
+    // Each test app its own /24 of agent networks, so apps running at once never want the same subnet.
+    static NEXT_POOL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = (std::process::id() + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 256;
+    config.runtime.network_pool = deployclaw::runtime::subnets::Pool::parse(&format!("10.215.{n}.0/24")).unwrap();
     config
 }
 

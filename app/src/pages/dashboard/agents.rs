@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::agents::{list_agents, AgentRow, CreateAgent, DeleteAgent};
+use crate::api::agents::{list_agents, AgentRow, CreateAgent, DeleteAgent, DeployAgent, StopAgent};
 use crate::api::AppError;
 use crate::components::{ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 
@@ -11,8 +11,8 @@ use crate::components::{ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 pub fn status_label(a: &AgentRow) -> &'static str {
     match (a.deployed, a.status.as_str()) {
         (false, "stopped") => "Not deployed yet",
-        (_, "running") => "Running",
-        (_, "provisioning") => "Starting",
+        (_, "running") => "Running · healthy",
+        (_, "provisioning") => "Starting…",
         (_, "stopped") => "Stopped",
         (_, "error") => "Error",
         (_, "deleting") => "Deleting",
@@ -24,18 +24,40 @@ pub fn status_label(a: &AgentRow) -> &'static str {
 pub fn AgentsPage() -> impl IntoView {
     let create = ServerAction::<CreateAgent>::new();
     let delete = ServerAction::<DeleteAgent>::new();
-    let agents = Resource::new(move || (create.version().get(), delete.version().get()), |_| list_agents());
-    let needs_2fa = move || {
-        matches!(create.value().get(), Some(Err(AppError::TwoFactorRequired)))
-            || matches!(delete.value().get(), Some(Err(AppError::TwoFactorRequired)))
+    let deploy = ServerAction::<DeployAgent>::new();
+    let stop = ServerAction::<StopAgent>::new();
+    // Polled while an agent is starting, so its state changes without a reload (at most every 2 s, 5 minutes).
+    let tick = RwSignal::new(0u32);
+    let agents = Resource::new(
+        move || {
+            (create.version().get(), delete.version().get(), deploy.version().get(), stop.version().get(), tick.get())
+        },
+        |_| list_agents(),
+    );
+    Effect::new(move |_| {
+        let starting =
+            agents.get().and_then(Result::ok).is_some_and(|rows| rows.iter().any(|a| a.status == "provisioning"));
+        if starting && tick.get_untracked() < 150 {
+            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
+        }
+    });
+    let errors = move || {
+        [
+            create.value().get().and_then(Result::err),
+            delete.value().get().and_then(Result::err),
+            deploy.value().get().and_then(|r| r.err()),
+            stop.value().get().and_then(|r| r.err()),
+        ]
     };
+    let needs_2fa = move || errors().iter().flatten().any(|e| *e == AppError::TwoFactorRequired);
     let clear = move |_| {
         create.value().set(None);
         delete.value().set(None);
+        deploy.value().set(None);
+        stop.value().set(None);
     };
     let other_error = move || {
-        let errors = [create.value().get().and_then(Result::err), delete.value().get().and_then(Result::err)];
-        errors
+        errors()
             .into_iter()
             .flatten()
             .find(|e| *e != AppError::TwoFactorRequired)
@@ -59,6 +81,7 @@ pub fn AgentsPage() -> impl IntoView {
                 <label for="agent-template">"Template"</label>
                 <select id="agent-template" name="template">
                     <option value="openclaw" selected=true>"OpenClaw gateway"</option>
+                    <option value="test-agent">"Test agent (diagnostics)"</option>
                 </select>
                 <button type="submit" data-testid="create-agent" disabled=move || create.pending().get()>"Create agent"</button>
             </ActionForm>
@@ -77,7 +100,7 @@ pub fn AgentsPage() -> impl IntoView {
                             }
                                 .into_any()
                         }
-                        Ok(rows) => view! { <AgentTable rows delete /> }.into_any(),
+                        Ok(rows) => view! { <AgentTable rows delete deploy stop /> }.into_any(),
                         Err(error) => view! { <ErrorNotice error /> }.into_any(),
                     })
             }}
@@ -86,7 +109,12 @@ pub fn AgentsPage() -> impl IntoView {
 }
 
 #[component]
-fn AgentTable(rows: Vec<AgentRow>, delete: ServerAction<DeleteAgent>) -> impl IntoView {
+fn AgentTable(
+    rows: Vec<AgentRow>,
+    delete: ServerAction<DeleteAgent>,
+    deploy: ServerAction<DeployAgent>,
+    stop: ServerAction<StopAgent>,
+) -> impl IntoView {
     view! {
         <table class="table" data-testid="agents">
             <thead>
@@ -103,14 +131,55 @@ fn AgentTable(rows: Vec<AgentRow>, delete: ServerAction<DeleteAgent>) -> impl In
                     .into_iter()
                     .map(|a| {
                         let id = a.id.clone();
+                        let (deploy_id, stop_id) = (a.id.clone(), a.id.clone());
                         let label = status_label(&a);
+                        let badge = match a.status.as_str() {
+                            "running" => "badge ok",
+                            "error" => "badge bad",
+                            _ => "badge",
+                        };
+                        let can_stop = matches!(a.status.as_str(), "running" | "provisioning");
                         view! {
                             <tr data-testid="agent-row">
                                 <td><strong>{a.name.clone()}</strong></td>
                                 <td>{a.template.clone()}</td>
-                                <td>{label}</td>
-                                <td>{a.created_at.get(..10).unwrap_or_default().to_string()}</td>
                                 <td>
+                                    <span class=badge data-testid="agent-state">{label}</span>
+                                    {a.reason.clone().map(|r| view! { <br /><span class="muted small">{r}</span> })}
+                                </td>
+                                <td>{a.created_at.get(..10).unwrap_or_default().to_string()}</td>
+                                <td class="actions">
+                                    {if can_stop {
+                                        view! {
+                                            <button
+                                                type="button"
+                                                class="button secondary small"
+                                                aria-label=format!("Stop agent {}", a.name)
+                                                on:click=move |_| {
+                                                    stop.dispatch(StopAgent { agent_id: stop_id.clone() });
+                                                }
+                                            >
+                                                "Stop"
+                                            </button>
+                                        }
+                                            .into_any()
+                                    } else {
+                                        view! {
+                                            <button
+                                                type="button"
+                                                class="button small"
+                                                aria-label=format!("Deploy agent {}", a.name)
+                                                disabled=move || deploy.pending().get()
+                                                on:click=move |_| {
+                                                    deploy.dispatch(DeployAgent { agent_id: deploy_id.clone() });
+                                                }
+                                            >
+                                                {if a.deployed { "Start" } else { "Deploy" }}
+                                            </button>
+                                        }
+                                            .into_any()
+                                    }}
+                                    " "
                                     <a class="button secondary small" href=format!("/dashboard/credentials?agent={}", a.id)>"Credentials"</a>
                                     " "
                                     <button

@@ -1,0 +1,66 @@
+//! Deploying a real (test) agent from the dashboard's server functions, against real Podman.
+
+use std::time::{Duration, Instant};
+
+use deployclaw::db::users::Role;
+use deployclaw::runtime::hardening;
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn deploy_reaches_healthy_then_stop_and_delete_clean_up_everything() {
+    let app = TestApp::spawn().await;
+    let runtime = app.platform.agents().runtime().cloned().expect("a container runtime (run ./scripts/test)");
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let b = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let res = app.call("create_agent", Some(&b.cookie), &[("name", "probe"), ("template", "test-agent")]).await;
+    let agent: serde_json::Value = res.json().await.unwrap();
+    let id = agent["id"].as_str().unwrap().to_string();
+    let res = app
+        .call(
+            "set_credential",
+            Some(&b.cookie),
+            &[("agent_id", &id), ("name", "openai_api_key"), ("value", "sk-injected")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let started = Instant::now();
+    let res = app.call("deploy_agent", Some(&b.cookie), &[("agent_id", &id)]).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // The list asks a starting agent for its health: poll it (bounded) until it says running.
+    let healthy = loop {
+        let rows: Vec<serde_json::Value> = app.call("list_agents", Some(&b.cookie), &[]).await.json().await.unwrap();
+        let row = rows.into_iter().find(|r| r["id"] == id.as_str()).unwrap();
+        if row["status"] == "running" {
+            break started.elapsed();
+        }
+        assert_ne!(row["status"], "error", "{row}");
+        assert!(started.elapsed() < Duration::from_secs(30), "not healthy within 30 s: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("deploy to healthy (test agent): {} ms", healthy.as_millis());
+
+    let agent_id: deployclaw::db::AgentId = id.parse().unwrap();
+    let names = hardening::names(owner.client_id, agent_id);
+    let status = runtime.inspect_container(&names.container).await.unwrap().expect("container exists");
+    assert!(status.running);
+    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let injected = events.iter().find(|e| e.action_type == "credential.decrypted").expect("decryption audited");
+    assert_eq!(injected.metadata.0["purpose"], "inject_into_agent");
+    assert!(events.iter().any(|e| e.action_type == "agent.healthy"));
+
+    let res = app.call("stop_agent", Some(&b.cookie), &[("agent_id", &id)]).await;
+    assert_eq!(res.status(), 200);
+    let row: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(row["status"], "stopped");
+    assert!(!runtime.inspect_container(&names.container).await.unwrap().unwrap().running);
+
+    let res = app.call("delete_agent", Some(&b.cookie), &[("agent_id", &id)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(runtime.inspect_container(&names.container).await.unwrap().is_none(), "container removed");
+    assert!(runtime.list_containers("deployclaw.agent", &id).await.unwrap().is_empty());
+    let rows: Vec<serde_json::Value> = app.call("list_agents", Some(&b.cookie), &[]).await.json().await.unwrap();
+    assert!(rows.is_empty());
+    app.stop().await;
+}
