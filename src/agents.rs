@@ -23,6 +23,8 @@ use crate::runtime::subnets::Pool;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 
+pub mod reconciler;
+
 /// How long a stopping agent gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE_SECS: u32 = 10;
 
@@ -219,6 +221,44 @@ impl Agents {
         let container_id = runtime.create_container(&spec).await?;
         runtime.start_container(&spec.name).await?;
         Ok((container_id, token_hash))
+    }
+
+    /// Recreates a deployed agent's container (same network, volume, fresh credentials and token) for the
+    /// reconciler, when the container disappeared behind our back.
+    pub(crate) async fn recreate(&self, agent: &Agent) -> Result<(), AgentError> {
+        let runtime = self.runtime_or_err()?.clone();
+        let template = hardening::template(&agent.template)
+            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        let block = agents::assign_network_block(&self.db, agent.client_id, agent.id, self.pool.blocks).await?;
+        let subnet = self
+            .pool
+            .block(u32::try_from(block).unwrap_or(u32::MAX))
+            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))?;
+        let (container_id, token_hash) = self.start_container(&*runtime, agent, template, subnet).await?;
+        agents::set_runtime_state(
+            &self.db,
+            agent.client_id,
+            agent.id,
+            AgentStatus::Provisioning,
+            Some(&container_id),
+            Some("recreated after its container disappeared; waiting for its health check"),
+            Some(&token_hash),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        agent: &Agent,
+        name: &'static str,
+        meta: serde_json::Value,
+    ) -> Result<(), DbError> {
+        self.record(Actor::Platform, agent, name, None, meta).await
     }
 
     /// Asks a deploying agent's health endpoint once (bounded); on success it is `running`. Returns the state.

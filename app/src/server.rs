@@ -176,6 +176,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let grace = config.server.shutdown_grace;
     let platform = Platform::start(config).await?;
     let pruner = tokio::spawn(prune_sessions(platform.clone()));
+    // Keeps running agents running: restarts crashed ones with backoff, recreates missing containers,
+    // reports orphans. First pass at once (after a restart of the server), then every 5 seconds.
+    let reconciler = tokio::spawn(
+        deployclaw::agents::reconciler::Reconciler::new(platform.agents().clone(), Default::default())
+            .run(Duration::from_secs(5)),
+    );
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -185,6 +191,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     serve_until_signal(listener, app, grace, shutdown_signal()).await?;
     pruner.abort();
+    reconciler.abort();
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())

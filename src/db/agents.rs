@@ -210,3 +210,18 @@ pub async fn set_runtime_state(
         .fetch_one(p)
         .await?))
 }
+
+/// Every agent, of every client, that should be running (`running` or `provisioning`): for the reconciler
+/// only, which acts for the platform and keeps each agent within its own client's records.
+pub async fn desired_running(db: &Db) -> Result<Vec<Agent>, DbError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM agents WHERE status IN ('running', 'provisioning') ORDER BY created_at, id");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).fetch_all(p).await?))
+}
+
+/// Whether an agent with this id exists (any client): for the reconciler's orphan report only.
+pub async fn exists_any_client(db: &Db, id: AgentId) -> Result<bool, DbError> {
+    let n: i64 =
+        on_pool!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE id = $1").bind(id).fetch_one(p).await?);
+    Ok(n > 0)
+}

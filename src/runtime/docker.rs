@@ -12,9 +12,8 @@ use bollard::models::{
     MountType, NetworkCreateRequest, NetworkingConfig, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
-    StatsOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectNetworkOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -30,6 +29,7 @@ const TIMEOUT_SECS: u64 = 60;
 pub struct DockerRuntime {
     docker: Docker,
     endpoint: String,
+    socket: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -43,7 +43,7 @@ impl DockerRuntime {
     pub fn connect_unix(path: &str) -> Result<Self> {
         let docker = Docker::connect_with_unix(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
             .map_err(|e| RuntimeError::Unreachable { endpoint: path.to_string(), detail: e.to_string() })?;
-        Ok(Self { docker, endpoint: format!("unix://{path}") })
+        Ok(Self { docker, endpoint: format!("unix://{path}"), socket: path.into() })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -63,6 +63,37 @@ impl DockerRuntime {
         }
     }
 
+    /// A GET answered with JSON, read without bollard's typed models: Podman reports states the Docker API
+    /// does not have (a container that just exited is `stopped`), which the typed models cannot parse.
+    /// HTTP/1.0, so the answer is never chunked and ends when the connection closes. `None` for 404.
+    async fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let unreachable = |detail: String| RuntimeError::Unreachable { endpoint: self.endpoint.clone(), detail };
+        let exchange = async {
+            let mut s = tokio::net::UnixStream::connect(&self.socket).await?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes()).await?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        let buf = tokio::time::timeout(std::time::Duration::from_secs(TIMEOUT_SECS), exchange)
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let split =
+            buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| unreachable("malformed answer".into()))?;
+        let head = String::from_utf8_lossy(&buf[..split]);
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = &buf[split + 4..];
+        match status {
+            200 => {
+                serde_json::from_slice(body).map(Some).map_err(|e| unreachable(format!("bad JSON from {path}: {e}")))
+            }
+            404 => Ok(None),
+            other => Err(RuntimeError::Refused(format!("{path}: {other}: {}", String::from_utf8_lossy(body).trim()))),
+        }
+    }
+
     /// Missing is fine (idempotent removals).
     fn ignore_missing(&self, what: &str, r: std::result::Result<(), BollardError>) -> Result<()> {
         match r {
@@ -75,28 +106,24 @@ impl DockerRuntime {
     }
 }
 
-fn hash(labels: &BTreeMap<String, String>) -> HashMap<String, String> {
-    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+/// Percent-encodes everything but unreserved characters, for names and filters in request paths.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
-fn status_of(
-    id: Option<String>,
-    name: Option<String>,
-    running: bool,
-    state: String,
-    exit_code: Option<i64>,
-    restart_count: Option<i64>,
-    labels: Option<HashMap<String, String>>,
-) -> ContainerStatus {
-    ContainerStatus {
-        id: id.unwrap_or_default(),
-        name: name.unwrap_or_default().trim_start_matches('/').to_string(),
-        running,
-        state,
-        exit_code,
-        restart_count: restart_count.unwrap_or(0),
-        labels: labels.unwrap_or_default().into_iter().collect(),
-    }
+fn string_map(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+fn hash(labels: &BTreeMap<String, String>) -> HashMap<String, String> {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[async_trait]
@@ -273,57 +300,43 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect_container(&self, name: &str) -> Result<Option<ContainerStatus>> {
-        // Podman briefly reports a container that just exited as `stopped`, a state the Docker API does not
-        // have (bollard cannot parse it); it becomes `exited` once Podman has cleaned up. Ask again, bounded.
-        let mut attempt = 0;
-        let inspected = loop {
-            match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
-                Err(BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. }) if attempt < 25 => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                other => break other,
-            }
-        };
-        match inspected {
-            Ok(c) => {
-                let state = c.state.unwrap_or_default();
-                Ok(Some(status_of(
-                    c.id,
-                    c.name,
-                    state.running.unwrap_or(false),
-                    state.status.map(|s| s.to_string()).unwrap_or_default(),
-                    state.exit_code,
-                    c.restart_count,
-                    c.config.and_then(|cfg| cfg.labels),
-                )))
-            }
-            Err(e) => match self.error(&format!("container {name}"), e) {
-                RuntimeError::Missing(_) => Ok(None),
-                other => Err(other),
-            },
-        }
+        let Some(c) = self.get_json(&format!("/containers/{}/json", urlencode(name))).await? else { return Ok(None) };
+        let state = &c["State"];
+        Ok(Some(ContainerStatus {
+            id: c["Id"].as_str().unwrap_or_default().to_string(),
+            name: c["Name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(),
+            running: state["Running"].as_bool().unwrap_or(false),
+            state: state["Status"].as_str().unwrap_or_default().to_string(),
+            exit_code: state["ExitCode"].as_i64(),
+            restart_count: c["RestartCount"].as_i64().unwrap_or(0),
+            labels: string_map(&c["Config"]["Labels"]),
+        }))
     }
 
     async fn list_containers(&self, label: &str, value: &str) -> Result<Vec<ContainerStatus>> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let list = self.docker.list_containers(Some(options)).await.map_err(|e| self.error("containers", e))?;
+        let filters = serde_json::json!({ "label": [format!("{label}={value}")] }).to_string();
+        let path = format!("/containers/json?all=true&filters={}", urlencode(&filters));
+        let list = self.get_json(&path).await?.unwrap_or_default();
         Ok(list
-            .into_iter()
-            .map(|c| {
-                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                status_of(
-                    c.id,
-                    c.names.and_then(|n| n.into_iter().next()),
-                    state == "running",
-                    state,
-                    None,
-                    None,
-                    c.labels,
-                )
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| {
+                        let state = c["State"].as_str().unwrap_or_default().to_string();
+                        ContainerStatus {
+                            id: c["Id"].as_str().unwrap_or_default().to_string(),
+                            name: c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/').to_string(),
+                            running: state == "running",
+                            state,
+                            exit_code: None,
+                            restart_count: 0,
+                            labels: string_map(&c["Labels"]),
+                        }
+                    })
+                    .collect()
             })
-            .collect())
+            .unwrap_or_default())
     }
 
     async fn stats(&self, name: &str) -> Result<StatsSample> {

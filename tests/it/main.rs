@@ -7,6 +7,7 @@ mod audit;
 mod identity;
 mod mail;
 mod migrations;
+mod reconciler;
 mod runtime;
 mod sessions;
 mod sign_in;

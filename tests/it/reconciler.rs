@@ -1,0 +1,221 @@
+//! The reconciler against real Podman with the test agent: crashed agents come back (with backoff), an agent
+//! that keeps crashing is put in a crash loop, a container deleted behind our back is recreated, and orphans
+//! are reported. Traffic only to the agents' own networks, after a route check (see runtime.rs).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deployclaw::agents::reconciler::{Policy, Reconciler};
+use deployclaw::agents::Agents;
+use deployclaw::audit::{self, Actor};
+use deployclaw::db::agents::{self, AgentName, AgentStatus};
+use deployclaw::db::AgentId;
+use deployclaw::identity::sign_in::RequestContext;
+use deployclaw::runtime::hardening;
+use deployclaw::runtime::subnets::Pool;
+use deployclaw::runtime::ContainerRuntime;
+use deployclaw::vault::Vault;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{new_client, test_keyring, TestDb, Which};
+
+fn ctx() -> RequestContext {
+    RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: Some("reconciler-test".into()) }
+}
+
+/// A pool of its own per test process, apart from the platform default and runtime.rs's test pool.
+fn pool(offset: u32) -> Pool {
+    Pool::parse(&format!("10.216.{}.0/24", (std::process::id() + offset) % 256)).unwrap()
+}
+
+async fn crash(ip: Ipv4Addr) {
+    let out = std::process::Command::new("ip").args(["route", "get", &ip.to_string()]).output().unwrap();
+    let route = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(route.contains(" dev podman") && !route.contains(" via "), "refusing to send to {ip}: {route}");
+    let send = async {
+        let mut s = tokio::net::TcpStream::connect((ip, 8080)).await?;
+        s.write_all(b"POST /crash HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), send).await.expect("bounded").expect("the agent answers");
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Setup {
+    t: TestDb,
+    agents: Agents,
+    runtime: Arc<dyn ContainerRuntime>,
+}
+
+async fn setup(offset: u32) -> Setup {
+    let t = TestDb::fresh(Which::Sqlite).await;
+    let runtime: Arc<dyn ContainerRuntime> =
+        Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
+    let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
+    let agents = Agents::new(t.db.clone(), vault, Some(runtime.clone()), pool(offset));
+    Setup { t, agents, runtime }
+}
+
+async fn deployed(s: &Setup, name: &str) -> deployclaw::db::agents::Agent {
+    let client = new_client(&s.t.db, name).await;
+    let agent = s
+        .agents
+        .configure(Actor::Platform, client.id, AgentName::parse(name).unwrap(), "test-agent", &ctx())
+        .await
+        .unwrap();
+    s.agents.deploy(Actor::Platform, client.id, agent.id, &ctx()).await.unwrap()
+}
+
+fn address(s: &Setup, agent: &deployclaw::db::agents::Agent, offset: u32) -> Ipv4Addr {
+    let _ = s;
+    pool(offset).block(agent.network_block.unwrap() as u32).unwrap().host()
+}
+
+async fn status(s: &Setup, agent: &deployclaw::db::agents::Agent) -> AgentStatus {
+    agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap().status
+}
+
+#[tokio::test]
+async fn crashed_agents_restart_then_a_crash_loop_stops_the_retries() {
+    let s = setup(0).await;
+    let agent = deployed(&s, "crashy").await;
+    let ip = address(&s, &agent, 0);
+    let policy = Policy {
+        backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        max_crashes: 3,
+        window: Duration::from_secs(600),
+    };
+    let reconciler = Reconciler::new(s.agents.clone(), policy);
+    wait_until("healthy", Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        status(&s, &agent).await == AgentStatus::Running
+    })
+    .await;
+
+    // Crash twice: each time it comes back.
+    for round in 1..=2 {
+        crash(ip).await;
+        let name = hardening::names(agent.client_id, agent.id).container;
+        wait_until("exited", Duration::from_secs(10), async || {
+            !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+        })
+        .await;
+        let report = reconciler.pass().await.unwrap();
+        assert_eq!(report.restarted, vec![agent.id], "round {round}");
+        wait_until("healthy again", Duration::from_secs(20), async || {
+            reconciler.pass().await.unwrap();
+            status(&s, &agent).await == AgentStatus::Running
+        })
+        .await;
+    }
+
+    // The third crash within the window is a crash loop: no restart, an error the customer can read.
+    crash(ip).await;
+    let name = hardening::names(agent.client_id, agent.id).container;
+    wait_until("exited", Duration::from_secs(10), async || {
+        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+    })
+    .await;
+    let report = reconciler.pass().await.unwrap();
+    assert_eq!(report.crash_looping, vec![agent.id]);
+    let now = agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap();
+    assert_eq!(now.status, AgentStatus::Error);
+    assert!(now.status_reason.unwrap().contains("crash loop: exited 3 times"));
+    assert!(reconciler.pass().await.unwrap().restarted.is_empty(), "an agent in error is left alone");
+    let events = audit::recent(&s.t.db, agent.client_id, None, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.action_type == "agent.restarted").count(), 2);
+    assert_eq!(events.iter().filter(|e| e.action_type == "agent.crash_loop").count(), 1);
+    s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn backoff_delays_a_restart() {
+    let s = setup(1).await;
+    let agent = deployed(&s, "slow").await;
+    let ip = address(&s, &agent, 1);
+    let policy = Policy {
+        backoff: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(60),
+        max_crashes: 5,
+        window: Duration::from_secs(600),
+    };
+    let reconciler = Reconciler::new(s.agents.clone(), policy);
+    wait_until("healthy", Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        status(&s, &agent).await == AgentStatus::Running
+    })
+    .await;
+    crash(ip).await;
+    let name = hardening::names(agent.client_id, agent.id).container;
+    wait_until("exited", Duration::from_secs(10), async || {
+        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+    })
+    .await;
+    let crashed_at = Instant::now();
+    assert!(reconciler.pass().await.unwrap().restarted.is_empty(), "not before the backoff");
+    wait_until("restarted after the backoff", Duration::from_secs(10), async || {
+        !reconciler.pass().await.unwrap().restarted.is_empty()
+    })
+    .await;
+    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "restarted after {:?}", crashed_at.elapsed());
+    s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_container_deleted_behind_our_back_is_recreated_and_orphans_are_reported() {
+    let s = setup(2).await;
+    let agent = deployed(&s, "gone").await;
+    let reconciler = Reconciler::new(s.agents.clone(), Policy::default());
+    let name = hardening::names(agent.client_id, agent.id).container;
+    s.runtime.remove_container(&name).await.unwrap();
+    let report = reconciler.pass().await.unwrap();
+    assert_eq!(report.recreated, vec![agent.id]);
+    wait_until("healthy after recreation", Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        status(&s, &agent).await == AgentStatus::Running
+    })
+    .await;
+    assert!(s.runtime.inspect_container(&name).await.unwrap().unwrap().running);
+
+    // A labelled container whose agent record is gone is an orphan: reported, not touched.
+    let ghost = AgentId::new();
+    let ghost_client = new_client(&s.t.db, "ghosts").await.id;
+    let spec = hardening::container_spec(
+        hardening::template("test-agent").unwrap(),
+        ghost_client,
+        ghost,
+        pool(2).block(15).unwrap(),
+        hardening::limits(hardening::template("test-agent").unwrap(), None, 100),
+        vec![],
+    );
+    s.runtime.ensure_network(&hardening::network_spec(ghost_client, ghost, pool(2).block(15).unwrap())).await.unwrap();
+    s.runtime
+        .ensure_volume(&hardening::names(ghost_client, ghost).volume, &hardening::labels(ghost_client, ghost))
+        .await
+        .unwrap();
+    s.runtime.create_container(&spec).await.unwrap();
+    let report = reconciler.pass().await.unwrap();
+    let orphan_name = spec.name.clone();
+    let names = hardening::names(ghost_client, ghost);
+    s.runtime.remove_container(&names.container).await.unwrap();
+    s.runtime.remove_network(&names.network).await.unwrap();
+    s.runtime.remove_volume(&names.volume).await.unwrap();
+    assert!(report.orphans.contains(&orphan_name), "{report:?}");
+    let events = audit::recent(&s.t.db, agent.client_id, None, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.action_type == "agent.recreated"));
+    s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
