@@ -6,7 +6,8 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::pages::dashboard::{
-    AdminPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage, SettingsPage,
+    AdminPage, AgentDetailPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage,
+    SettingsPage,
 };
 use crate::pages::sign_in::{EnrollPage, SignInPage, SignUpPage, VerifyPage};
 use crate::pages::{LandingPage, NotFoundPage};
@@ -55,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("/dashboard") view=DashboardLayout>
                     <Route path=path!("") view=OverviewPage />
                     <Route path=path!("agents") view=AgentsPage />
+                    <Route path=path!("agents/:id") view=AgentDetailPage />
                     <Route path=path!("credentials") view=CredentialsPage />
                     <Route path=path!("audit") view=AuditPage />
                     <Route path=path!("billing") view=BillingPage />

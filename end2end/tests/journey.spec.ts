@@ -179,6 +179,14 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   await expect(row.getByTestId("agent-state")).toHaveText("Running · healthy", { timeout: 30_000 });
   console.log(`deploy to healthy in the browser: ${Date.now() - started} ms`);
   await screenshot(page, "agent-running");
+  // Its own page: state, resource charts, log lines.
+  await row.getByRole("link", { name: "probe" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("probe");
+  await expect(page.getByTestId("detail-state")).toHaveText("Running · healthy");
+  await expect(page.getByTestId("logs")).toContainText("listening on 0.0.0.0:8080");
+  await expect(page.getByTestId("metrics").locator("svg")).toHaveCount(3);
+  await screenshot(page, "agent-detail");
+  await page.getByRole("link", { name: "← All agents" }).click();
   await row.getByRole("button", { name: "Stop agent probe" }).click();
   await expect(row.getByTestId("agent-state")).toHaveText("Stopped");
   await row.getByRole("button", { name: "Delete agent probe" }).click();

@@ -106,7 +106,22 @@ impl Reconciler {
                         report.became_healthy.push(agent.id);
                     }
                 }
-                Some(_) => {}
+                Some(status) => {
+                    // Running: take a resource sample for the agent page (bounded in time).
+                    match tokio::time::timeout(Duration::from_secs(3), runtime.stats(&status.name)).await {
+                        Ok(Ok(s)) => self.agents.record_metric(
+                            agent.id,
+                            super::MetricPoint {
+                                at: crate::db::now(),
+                                cpu_percent: s.cpu_percent,
+                                memory_bytes: s.memory_bytes,
+                                pids: s.pids,
+                            },
+                        ),
+                        Ok(Err(e)) => tracing::debug!(agent = %agent.id, error = %e, "no stats sample"),
+                        Err(_) => tracing::debug!(agent = %agent.id, "stats sample timed out"),
+                    }
+                }
             }
         }
         for c in runtime.list_containers(LABEL_MANAGED, "true").await? {

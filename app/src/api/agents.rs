@@ -136,3 +136,46 @@ pub async fn delete_agent(agent_id: String) -> Result<(), AppError> {
     })
     .await
 }
+
+/// One resource sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricView {
+    /// RFC 3339.
+    pub at: String,
+    pub cpu_percent: f64,
+    pub memory_mib: f64,
+    pub pids: u64,
+}
+
+/// An agent's page: its state, recent resource use (last 10 minutes) and last log lines (secrets scrubbed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentPage {
+    pub agent: AgentRow,
+    pub metrics: Vec<MetricView>,
+    pub logs: Vec<String>,
+}
+
+/// One of the caller's agents in detail.
+#[server(prefix = "/api/fn", endpoint = "agent_detail")]
+pub async fn agent_detail(agent_id: String) -> Result<AgentPage, AppError> {
+    respond(async {
+        let caller = Caller::current().await?;
+        let user = caller.require(Access::SignedIn).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let agents = caller.platform.agents();
+        let agent = agents.get(user.client_id, id).await?;
+        let logs = agents.logs(user.client_id, id, 100).await?;
+        let metrics = agents
+            .metrics(agent.id)
+            .into_iter()
+            .map(|m| MetricView {
+                at: m.at.to_rfc3339(),
+                cpu_percent: m.cpu_percent,
+                memory_mib: m.memory_bytes as f64 / 1_048_576.0,
+                pids: m.pids,
+            })
+            .collect();
+        Ok(AgentPage { agent: AgentRow::from(agent), metrics, logs })
+    })
+    .await
+}

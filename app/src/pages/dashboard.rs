@@ -1,6 +1,7 @@
 //! The customer dashboard: a shared layout with navigation, and one page per area.
 
 mod admin;
+mod agent_detail;
 mod agents;
 mod credentials;
 mod layout;
@@ -9,6 +10,7 @@ mod sections;
 mod settings;
 
 pub use admin::AdminPage;
+pub use agent_detail::AgentDetailPage;
 pub use agents::AgentsPage;
 pub use credentials::CredentialsPage;
 pub use layout::DashboardLayout;

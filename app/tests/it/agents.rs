@@ -50,6 +50,20 @@ async fn deploy_reaches_healthy_then_stop_and_delete_clean_up_everything() {
     assert_eq!(injected.metadata.0["purpose"], "inject_into_agent");
     assert!(events.iter().any(|e| e.action_type == "agent.healthy"));
 
+    // The agent page: its log lines, and resource samples once the reconciler has taken some.
+    let reconciler = deployclaw::agents::reconciler::Reconciler::new(app.platform.agents().clone(), Default::default());
+    reconciler.pass().await.unwrap();
+    let page: serde_json::Value =
+        app.call("agent_detail", Some(&b.cookie), &[("agent_id", &id)]).await.json().await.unwrap();
+    assert_eq!(page["agent"]["status"], "running");
+    let logs = page["logs"].as_array().unwrap();
+    assert!(logs.iter().any(|l| l.as_str().unwrap().contains("listening")), "{logs:?}");
+    let metrics = page["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), 1, "{page}");
+    assert!(metrics[0]["memory_mib"].as_f64().unwrap() > 0.0);
+    let html = app.get_as(&format!("/dashboard/agents/{id}"), &b.cookie).await.text().await.unwrap();
+    assert!(html.contains("Resources (last 10 minutes)") && html.contains("Recent log lines"));
+
     let res = app.call("stop_agent", Some(&b.cookie), &[("agent_id", &id)]).await;
     assert_eq!(res.status(), 200);
     let row: serde_json::Value = res.json().await.unwrap();

@@ -155,6 +155,15 @@ fn table() -> Vec<Row> {
         Row { endpoint: "list_team", args: none, expect: signed_in_ok },
         Row { endpoint: "list_agents", args: none, expect: signed_in_ok },
         Row {
+            endpoint: "agent_detail",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | Owner => 200,
+                OtherOwner | PlatformAdmin => 404,
+            },
+        },
+        Row {
             endpoint: "list_credentials",
             args: |w, _| vec![("agent_id".into(), w.agent.clone())],
             expect: |who| match who {

@@ -141,7 +141,7 @@ fn AgentTable(
                         let can_stop = matches!(a.status.as_str(), "running" | "provisioning");
                         view! {
                             <tr data-testid="agent-row">
-                                <td><strong>{a.name.clone()}</strong></td>
+                                <td><a href=format!("/dashboard/agents/{}", a.id)><strong>{a.name.clone()}</strong></a></td>
                                 <td>{a.template.clone()}</td>
                                 <td>
                                     <span class=badge data-testid="agent-state">{label}</span>
