@@ -40,15 +40,17 @@ async fn bench() {
     .await
     .unwrap();
     db.migrate().await.unwrap();
-    let rt: Arc<dyn ContainerRuntime> = Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime"));
+    let rt: Arc<dyn ContainerRuntime> =
+        Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime"));
     println!("runtime: {}", rt.info().await.unwrap().version);
     let keyring = Keyring::new([(KeyVersion(1), MasterKey::generate())], "bench").unwrap();
     let pool = Pool::parse("10.217.0.0/20").unwrap();
     let agents = Agents::new(db.clone(), Vault::new(db.clone(), keyring), Some(rt.clone()), pool);
     let reconciler = Reconciler::new(agents.clone(), Policy::default());
     let email = EmailAddress::parse("bench@deployclaw.example").unwrap();
-    let client =
-        clients::create(&db, clients::NewClient { name: clients::ClientName::parse("bench").unwrap(), email }).await.unwrap();
+    let client = clients::create(&db, clients::NewClient { name: clients::ClientName::parse("bench").unwrap(), email })
+        .await
+        .unwrap();
     let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
 
     let mut times = Vec::new();
@@ -81,8 +83,16 @@ async fn bench() {
     let median = times[times.len() / 2];
     let mean_mem = memory.iter().sum::<u64>() as f64 / memory.len().max(1) as f64;
     let t = hardening::template(&template).unwrap();
-    println!("template {template}: {runs} deploys; deploy -> healthy median {median:?}, min {:?}, max {:?}", times[0], times[times.len() - 1]);
-    println!("idle memory per agent: {:.1} MiB (limit {} MiB)", mean_mem / 1_048_576.0, t.default_memory_bytes / 1_048_576);
+    println!(
+        "template {template}: {runs} deploys; deploy -> healthy median {median:?}, min {:?}, max {:?}",
+        times[0],
+        times[times.len() - 1]
+    );
+    println!(
+        "idle memory per agent: {:.1} MiB (limit {} MiB)",
+        mean_mem / 1_048_576.0,
+        t.default_memory_bytes / 1_048_576
+    );
     let ram = 24.0 * 1024.0 * 1024.0 * 1024.0;
     println!(
         "on a 24 GiB machine: ~{:.0} agents by idle memory, {:.0} by their memory limits",

@@ -194,6 +194,33 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   expect(problems).toEqual([]);
 });
 
+test("a real OpenClaw gateway deploys, becomes healthy, restarts and is deleted", async ({ page }) => {
+  test.setTimeout(240_000);
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard/agents");
+  await waitForHydration(page);
+  // support-bot (OpenClaw template) was configured with a key in an earlier test.
+  const row = page.getByTestId("agent-row").filter({ hasText: "support-bot" });
+  await expect(row.getByTestId("agent-state")).toHaveText("Not deployed yet");
+  let started = Date.now();
+  await row.getByRole("button", { name: "Deploy agent support-bot" }).click();
+  await expect(row.getByTestId("agent-state")).toHaveText("Starting…");
+  await expect(row.getByTestId("agent-state")).toHaveText("Running · healthy", { timeout: 90_000 });
+  console.log(`OpenClaw deploy to healthy in the browser: ${Date.now() - started} ms`);
+  await screenshot(page, "openclaw-running");
+  // Restart: stop, then start again (a new container on the same state volume).
+  await row.getByRole("button", { name: "Stop agent support-bot" }).click();
+  await expect(row.getByTestId("agent-state")).toHaveText("Stopped", { timeout: 30_000 });
+  started = Date.now();
+  await row.getByRole("button", { name: "Start agent support-bot" }).click();
+  await expect(row.getByTestId("agent-state")).toHaveText("Running · healthy", { timeout: 90_000 });
+  console.log(`OpenClaw restart to healthy in the browser: ${Date.now() - started} ms`);
+  await row.getByRole("button", { name: "Delete agent support-bot" }).click();
+  await expect(row).toHaveCount(0, { timeout: 30_000 });
+  expect(problems).toEqual([]);
+});
+
 test("the customer signs out, and signs in again with a code and TOTP", async ({ page }) => {
   test.setTimeout(90_000);
   await signedInPage(page);

@@ -41,7 +41,7 @@ fn Chart(title: &'static str, unit: &'static str, values: Vec<f64>, max: f64) ->
     view! {
         <figure class="chart">
             <figcaption>
-                {title} <strong>{last.map(|v| format!("{v:.1} {unit}")).unwrap_or_else(|| "-".into())}</strong>
+                {title} " " <strong>{last.map(|v| format!("{v:.1} {unit}")).unwrap_or_else(|| "no samples yet".into())}</strong>
             </figcaption>
             <svg viewBox="0 0 240 48" role="img" aria-label=summary width="240" height="48">
                 <polyline points=points fill="none" stroke="currentColor" stroke-width="2" />
@@ -136,6 +136,7 @@ fn Detail(detail: AgentPage, deploy: ServerAction<DeployAgent>, stop: ServerActi
         </section>
         <section class="card" aria-labelledby="metrics-title" data-testid="metrics">
             <h2 id="metrics-title">"Resources (last 10 minutes)"</h2>
+            <p class="muted">"Sampled every 5 seconds while the agent runs."</p>
             <div class="charts">
                 <Chart title="CPU" unit="%" values=cpu max=100.0 />
                 <Chart title="Memory" unit="MiB" values=mem max=mem_max />

@@ -168,7 +168,7 @@ fn AgentTable(
                                             <button
                                                 type="button"
                                                 class="button small"
-                                                aria-label=format!("Deploy agent {}", a.name)
+                                                aria-label=format!("{} agent {}", if a.deployed { "Start" } else { "Deploy" }, a.name)
                                                 disabled=move || deploy.pending().get()
                                                 on:click=move |_| {
                                                     deploy.dispatch(DeployAgent { agent_id: deploy_id.clone() });
