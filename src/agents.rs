@@ -20,7 +20,7 @@ use crate::db::agents::{self, Agent, AgentName, AgentStatus, NewAgent};
 use crate::db::{AgentId, ClientId, Db, DbError};
 use crate::identity::sign_in::RequestContext;
 use crate::runtime::hardening::{self, Template};
-use crate::runtime::subnets::Pool;
+use crate::runtime::subnets::{Pool, Subnet};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 
@@ -172,6 +172,14 @@ impl Agents {
         agents::get(&self.db, client_id, id).await
     }
 
+    /// The agent's /28, assigning one on first use.
+    async fn subnet_for(&self, client_id: ClientId, id: AgentId) -> Result<Subnet, DbError> {
+        let block = agents::assign_network_block(&self.db, client_id, id, self.pool.blocks).await?;
+        self.pool
+            .block(u32::try_from(block).unwrap_or(u32::MAX))
+            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))
+    }
+
     fn runtime_or_err(&self) -> Result<&Arc<dyn ContainerRuntime>, AgentError> {
         self.runtime.as_ref().ok_or(AgentError::NoRuntime)
     }
@@ -189,11 +197,7 @@ impl Agents {
         let agent = agents::get(&self.db, client_id, id).await?;
         let template = hardening::template(&agent.template)
             .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
-        let block = agents::assign_network_block(&self.db, client_id, id, self.pool.blocks).await?;
-        let subnet = self
-            .pool
-            .block(u32::try_from(block).unwrap_or(u32::MAX))
-            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))?;
+        let subnet = self.subnet_for(client_id, id).await?;
         agents::set_runtime_state(
             &self.db,
             client_id,
@@ -222,7 +226,14 @@ impl Agents {
                 Ok(deployed)
             }
             Err(e) => {
-                let reason = format!("deploy failed: {e}");
+                // The customer sees the reason: say what failed, not where our runtime socket lives.
+                let reason = match &e {
+                    AgentError::Runtime(RuntimeError::Unreachable { .. }) => {
+                        tracing::error!(error = %e, agent = %agent.id, "deploy failed: runtime unreachable");
+                        "deploy failed: the container runtime did not answer; try again in a minute".to_string()
+                    }
+                    other => format!("deploy failed: {other}"),
+                };
                 agents::set_runtime_state(&self.db, client_id, id, AgentStatus::Error, None, Some(&reason), None)
                     .await?;
                 self.record(actor, &agent, "agent.deploy_failed", Some(ctx), json!({ "reason": reason })).await?;
@@ -274,11 +285,7 @@ impl Agents {
         let runtime = self.runtime_or_err()?.clone();
         let template = hardening::template(&agent.template)
             .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
-        let block = agents::assign_network_block(&self.db, agent.client_id, agent.id, self.pool.blocks).await?;
-        let subnet = self
-            .pool
-            .block(u32::try_from(block).unwrap_or(u32::MAX))
-            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))?;
+        let subnet = self.subnet_for(agent.client_id, agent.id).await?;
         let (container_id, token_hash) = self.start_container(&*runtime, agent, template, subnet).await?;
         agents::set_runtime_state(
             &self.db,

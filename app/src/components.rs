@@ -89,6 +89,15 @@ pub fn AuthFrame(title: &'static str, #[prop(into)] lead: String, children: Chil
     }
 }
 
+/// A one-time-code field (6 digits; a space in the middle is tolerated), for email and authenticator codes.
+#[component]
+pub fn CodeInput(id: &'static str, label: &'static str) -> impl IntoView {
+    view! {
+        <label for=id>{label}</label>
+        <input id=id name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" maxlength="7" required />
+    }
+}
+
 /// Shown when a sensitive change needs a fresh second factor: asks for an authenticator code, then the user
 /// repeats the change.
 #[component]
@@ -107,16 +116,7 @@ pub fn ConfirmTwoFactor(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
                 " Changes like this need a code from your authenticator app from the last 15 minutes."
             </p>
             <ActionForm action=confirm attr:class="inline-form">
-                <label for="confirm-2fa-code">"Authenticator code"</label>
-                <input
-                    id="confirm-2fa-code"
-                    name="code"
-                    inputmode="numeric"
-                    autocomplete="one-time-code"
-                    pattern="[0-9 ]{6,7}"
-                    maxlength="7"
-                    required
-                />
+                <CodeInput id="confirm-2fa-code" label="Authenticator code" />
                 <button type="submit" disabled=move || confirm.pending().get()>"Confirm"</button>
             </ActionForm>
             {error}

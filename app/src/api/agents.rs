@@ -46,9 +46,10 @@ impl From<deployclaw::agents::AgentError> for AppError {
             AgentError::NoRuntime => AppError::Invalid(
                 "No container runtime is available on this server, so agents cannot run yet. An operator must start one.".into(),
             ),
+            AgentError::Runtime(deployclaw::runtime::RuntimeError::Unreachable { .. }) => AppError::internal(&e),
             AgentError::Runtime(e) => {
                 let _ = AppError::internal(&e);
-                AppError::Invalid(format!("The container runtime failed: {e}"))
+                AppError::Invalid(format!("The container runtime refused: {e}"))
             }
         }
     }

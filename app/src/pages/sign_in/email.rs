@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::auth::{RequestSignInCode, VerifySignInCode};
-use crate::components::{action_error, AuthFrame};
+use crate::components::{action_error, AuthFrame, CodeInput};
 
 /// Step one: the email address, then the code we mailed to it. New addresses continue to sign-up.
 #[component]
@@ -57,16 +57,7 @@ pub fn SignInPage() -> impl IntoView {
                 </p>
                 <ActionForm action=verify attr:class="stack-form">
                     <input type="hidden" name="email" prop:value=move || email.get() />
-                    <label for="code">"6-digit code from the email"</label>
-                    <input
-                        id="code"
-                        name="code"
-                        inputmode="numeric"
-                        autocomplete="one-time-code"
-                        pattern="[0-9 ]{6,7}"
-                        maxlength="7"
-                        required
-                    />
+                    <CodeInput id="code" label="6-digit code from the email" />
                     <button type="submit" data-testid="verify-code" disabled=move || verify.pending().get()>
                         "Continue"
                     </button>

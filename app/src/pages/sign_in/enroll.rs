@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::auth::{begin_totp_enrollment, ConfirmTotpEnrollment, EnrollmentView};
-use crate::components::{action_error, AuthFrame, ErrorNotice};
+use crate::components::{action_error, AuthFrame, CodeInput, ErrorNotice};
 
 /// First sign-in (or after a reset): set up an authenticator app, confirm it with a code, save the recovery
 /// codes. Nothing else is reachable until this is done.
@@ -59,16 +59,7 @@ fn EnrollSteps(enrollment: EnrollmentView, confirm: ServerAction<ConfirmTotpEnro
             </li>
             <li>
                 <ActionForm action=confirm attr:class="stack-form">
-                    <label for="enroll-code">"Enter the 6-digit code your app shows"</label>
-                    <input
-                        id="enroll-code"
-                        name="code"
-                        inputmode="numeric"
-                        autocomplete="one-time-code"
-                        pattern="[0-9 ]{6,7}"
-                        maxlength="7"
-                        required
-                    />
+                    <CodeInput id="enroll-code" label="Enter the 6-digit code your app shows" />
                     <button type="submit" data-testid="confirm-enrollment" disabled=move || confirm.pending().get()>
                         "Turn on two-factor"
                     </button>

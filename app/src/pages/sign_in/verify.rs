@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::auth::{UseRecoveryCode, VerifyTotp};
-use crate::components::{action_error, AuthFrame};
+use crate::components::{action_error, AuthFrame, CodeInput};
 
 /// The second factor at sign-in: a code from the authenticator app, or a recovery code if it is lost.
 #[component]
@@ -29,16 +29,7 @@ pub fn VerifyPage() -> impl IntoView {
                 fallback=move || {
                     view! {
                         <ActionForm action=verify attr:class="stack-form">
-                            <label for="totp">"Authenticator code"</label>
-                            <input
-                                id="totp"
-                                name="code"
-                                inputmode="numeric"
-                                autocomplete="one-time-code"
-                                pattern="[0-9 ]{6,7}"
-                                maxlength="7"
-                                required
-                            />
+                            <CodeInput id="totp" label="Authenticator code" />
                             <button type="submit" data-testid="verify-totp" disabled=move || verify.pending().get()>
                                 "Sign in"
                             </button>
