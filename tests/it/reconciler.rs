@@ -219,3 +219,26 @@ async fn a_container_deleted_behind_our_back_is_recreated_and_orphans_are_report
     s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
     s.t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_platform_restarted_mid_deploy_finishes_the_job() {
+    let s = setup(3).await;
+    let agent = deployed(&s, "midway").await;
+    assert_eq!(status(&s, &agent).await, AgentStatus::Provisioning, "deploy returns before the health check");
+    // The server stops here; a new one starts on the same database and runtime, with a fresh reconciler.
+    let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
+    let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(3));
+    let reconciler = Reconciler::new(restarted.clone(), Policy::default());
+    wait_until("running after the restart", Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        status(&s, &agent).await == AgentStatus::Running
+    })
+    .await;
+    // And if the container went away while the platform was down, the next start recreates it.
+    let name = hardening::names(agent.client_id, agent.id).container;
+    s.runtime.remove_container(&name).await.unwrap();
+    let again = Reconciler::new(restarted.clone(), Policy::default());
+    assert_eq!(again.pass().await.unwrap().recreated, vec![agent.id]);
+    restarted.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
