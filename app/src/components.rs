@@ -60,6 +60,22 @@ where
     move || action.value().get().and_then(Result::err).map(|error| view! { <ErrorNotice error /> }.into_any())
 }
 
+/// Clears `form` once `action` succeeds, so a saved value (a credential, say) does not linger in the page and
+/// the form is ready for the next entry.
+pub fn reset_on_success<S>(action: ServerAction<S>, form: NodeRef<leptos::html::Form>)
+where
+    S: leptos::server_fn::ServerFn<Error = crate::api::AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        if matches!(action.value().get(), Some(Ok(_))) {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+}
+
 /// True once the page has hydrated (an effect only runs in the browser); forms stay disabled until then so
 /// a click never goes unanswered.
 pub fn hydrated() -> RwSignal<bool> {

@@ -143,6 +143,7 @@ test("the owner configures an agent and stores a key it can use, never seeing th
   await page.getByTestId("create-agent").click();
   const row = page.getByTestId("agent-row").filter({ hasText: "support-bot" });
   await expect(row).toContainText("Not deployed yet");
+  await expect(page.getByLabel("Name", { exact: true }), "the form is ready for the next agent").toHaveValue("");
   await row.getByRole("link", { name: "Credentials" }).click();
   await expect(page.getByRole("heading", { level: 1 })).toHaveText("Credentials");
   const card = page.getByTestId("credentials");
@@ -155,6 +156,7 @@ test("the owner configures an agent and stores a key it can use, never seeing th
   await expect(stored).toHaveCount(1);
   await expect(stored).toContainText("openai_api_key");
   await expect(stored).toContainText("set just now");
+  await expect(page.getByLabel("Value"), "the saved value does not linger in the form").toHaveValue("");
   expect(await page.content(), "the value is nowhere in the page").not.toContain(secretValue);
   await screenshot(page, "credentials");
   await stored.getByRole("button", { name: "Delete credential openai_api_key" }).click();

@@ -5,7 +5,7 @@ use leptos_meta::Title;
 
 use crate::api::agents::{list_agents, AgentRow, CreateAgent, DeleteAgent, DeployAgent, StopAgent};
 use crate::api::AppError;
-use crate::components::{ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
+use crate::components::{reset_on_success, ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 
 /// "Not deployed yet" for an agent with no container; otherwise its lifecycle state.
 pub fn status_label(a: &AgentRow) -> &'static str {
@@ -23,6 +23,8 @@ pub fn status_label(a: &AgentRow) -> &'static str {
 #[component]
 pub fn AgentsPage() -> impl IntoView {
     let create = ServerAction::<CreateAgent>::new();
+    let create_form = NodeRef::new();
+    reset_on_success(create, create_form);
     let delete = ServerAction::<DeleteAgent>::new();
     let deploy = ServerAction::<DeployAgent>::new();
     let stop = ServerAction::<StopAgent>::new();
@@ -75,7 +77,7 @@ pub fn AgentsPage() -> impl IntoView {
         {other_error}
         <section class="card" aria-labelledby="new-agent-title">
             <h2 id="new-agent-title">"New agent"</h2>
-            <ActionForm action=create attr:class="inline-form">
+            <ActionForm action=create node_ref=create_form attr:class="inline-form">
                 <label for="agent-name">"Name"</label>
                 <input id="agent-name" name="name" required maxlength="63" pattern="[a-z][a-z0-9\\-]*" placeholder="support-bot" />
                 <label for="agent-template">"Template"</label>

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::agents::list_agents;
 use crate::api::credentials::{list_credentials, CredentialRow, DeleteCredential, SetCredential};
 use crate::api::AppError;
-use crate::components::{ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
+use crate::components::{reset_on_success, ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 
 /// "set just now", "set 5 minutes ago", "set 3 hours ago", "set 2 days ago".
 pub fn set_ago(secs: i64) -> String {
@@ -80,6 +80,9 @@ pub fn CredentialsPage() -> impl IntoView {
 #[component]
 fn AgentCredentials(agent_id: String) -> impl IntoView {
     let set = ServerAction::<SetCredential>::new();
+    let set_form = NodeRef::new();
+    // The value must not linger in the page once it is saved.
+    reset_on_success(set, set_form);
     let delete = ServerAction::<DeleteCredential>::new();
     let agent = agent_id.clone();
     let credentials = Resource::new(
@@ -124,7 +127,7 @@ fn AgentCredentials(agent_id: String) -> impl IntoView {
                 }}
             </Suspense>
             <h3>"Add or replace"</h3>
-            <ActionForm action=set attr:class="stack-form" attr:autocomplete="off">
+            <ActionForm action=set node_ref=set_form attr:class="stack-form" attr:autocomplete="off">
                 <input type="hidden" name="agent_id" value=form_agent />
                 <label for="credential-name">"Name"</label>
                 <input

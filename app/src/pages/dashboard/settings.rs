@@ -8,7 +8,7 @@ use crate::api::account::{
     SessionRow, SignOutEverywhere,
 };
 use crate::api::AppError;
-use crate::components::{action_error, ConfirmTwoFactor, ErrorNotice, PageHeader};
+use crate::components::{action_error, reset_on_success, ConfirmTwoFactor, ErrorNotice, PageHeader};
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
@@ -255,8 +255,10 @@ fn TeamTable(
 
 #[component]
 fn InviteForm(invite: ServerAction<InviteMember>) -> impl IntoView {
+    let form = NodeRef::new();
+    reset_on_success(invite, form);
     view! {
-        <ActionForm action=invite attr:class="inline-form">
+        <ActionForm action=invite node_ref=form attr:class="inline-form">
             <label for="invite-email">"Add a team member"</label>
             <input id="invite-email" name="email" type="email" placeholder="name@company.com" required maxlength="254" />
             <label for="invite-role" class="visually-hidden">"Role"</label>
