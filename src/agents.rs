@@ -29,10 +29,6 @@ pub mod reconciler;
 /// How long a stopping agent gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE_SECS: u32 = 10;
 
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
@@ -125,16 +121,12 @@ impl Agents {
         ctx: Option<&RequestContext>,
         meta: serde_json::Value,
     ) -> Result<(), DbError> {
-        let mut metadata = meta;
-        if let Some(ctx) = ctx {
-            metadata["user_agent"] = json!(ctx.user_agent);
-        }
-        let mut event = NewEvent::new(Some(agent.client_id), actor, action(name))
+        let mut event = NewEvent::new(Some(agent.client_id), actor, ActionType::known(name))
             .agent(agent.id)
             .target(agent.name.as_str())
-            .metadata(metadata);
+            .metadata(meta);
         if let Some(ctx) = ctx {
-            event = event.ip(ctx.ip);
+            event = event.request(ctx);
         }
         audit::append(&self.db, event).await.map(|_| ())
     }

@@ -71,6 +71,12 @@ impl ActionType {
         }
     }
 
+    /// An action name written in our own code; a malformed one is a programming error, caught by any test
+    /// that records it.
+    pub fn known(name: &'static str) -> Self {
+        Self::parse(name).expect("action names in the code are valid")
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -119,6 +125,16 @@ impl NewEvent {
 
     pub fn ip(mut self, ip: IpAddr) -> Self {
         self.ip = Some(ip);
+        self
+    }
+
+    /// Where the request came from: its address, and its user agent added to the metadata (so set the rest of
+    /// the metadata first).
+    pub fn request(mut self, ctx: &crate::identity::sign_in::RequestContext) -> Self {
+        if let Some(m) = self.metadata.as_object_mut() {
+            m.insert("user_agent".into(), serde_json::json!(ctx.user_agent));
+        }
+        self.ip = Some(ctx.ip);
         self
     }
 }

@@ -132,10 +132,6 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
-}
-
 impl Vault {
     pub fn new(db: Db, keyring: Keyring) -> Self {
         Self { db, keyring: Arc::new(keyring) }
@@ -183,7 +179,7 @@ impl Vault {
         let mut event = NewEvent::new(
             Some(client_id),
             actor,
-            action(if replaced { "credential.replaced" } else { "credential.added" }),
+            ActionType::known(if replaced { "credential.replaced" } else { "credential.added" }),
         )
         .agent(agent_id)
         .target(name.as_str())
@@ -213,7 +209,7 @@ impl Vault {
             }
             Err(e) => Err(e.into()),
             Ok(()) => {
-                let mut event = NewEvent::new(Some(client_id), actor, action("credential.deleted"))
+                let mut event = NewEvent::new(Some(client_id), actor, ActionType::known("credential.deleted"))
                     .agent(agent_id)
                     .target(name.as_str())
                     .metadata(json!({"name": name.as_str()}));
@@ -255,7 +251,7 @@ impl Vault {
         metadata["key_version"] = json!(sealed.key_version.0);
         match envelope::open(&self.keyring, binding, &sealed) {
             Ok(plaintext) => {
-                let event = NewEvent::new(Some(client_id), actor, action("credential.decrypted"))
+                let event = NewEvent::new(Some(client_id), actor, ActionType::known("credential.decrypted"))
                     .agent(agent_id)
                     .target(name.as_str())
                     .metadata(metadata);
@@ -265,7 +261,7 @@ impl Vault {
             }
             Err(e) => {
                 metadata["error"] = json!(e.to_string());
-                let event = NewEvent::new(Some(client_id), actor, action("credential.decrypt_failed"))
+                let event = NewEvent::new(Some(client_id), actor, ActionType::known("credential.decrypt_failed"))
                     .agent(agent_id)
                     .target(name.as_str())
                     .metadata(metadata);
@@ -286,7 +282,7 @@ impl Vault {
         operation: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), VaultError> {
-        let mut event = NewEvent::new(Some(client_id), actor, action("credential.not_found"))
+        let mut event = NewEvent::new(Some(client_id), actor, ActionType::known("credential.not_found"))
             .target(name.as_str())
             .metadata(json!({"name": name.as_str(), "agent_id": agent_id.to_string(), "operation": operation}));
         if let Some(ip) = ip {

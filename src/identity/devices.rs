@@ -3,12 +3,11 @@
 //! A device is the browser's user agent plus the network it came from (the IPv4 address, or the IPv6 /64):
 //! a new browser or a new network counts as new. Only a SHA-256 fingerprint is stored.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::sign_in::RequestContext;
+use super::throttle::client_network;
 use crate::db::{on_pool, Db, DbError, UserId};
 
 /// What a completed sign-in's device was.
@@ -21,22 +20,12 @@ pub enum DeviceSeen {
     New,
 }
 
-fn network(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
 fn fingerprint(ctx: &RequestContext) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(b"deployclaw/device/v1\0");
     h.update(ctx.user_agent.as_deref().unwrap_or("").as_bytes());
     h.update(b"\0");
-    h.update(network(ctx.ip).as_bytes());
+    h.update(client_network(ctx.ip).as_bytes());
     h.finalize().to_vec()
 }
 

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::codes::{CodeError, SignInCodes};
 use super::throttle::{self, Bucket, Throttle, ThrottleKind, Throttled};
@@ -77,10 +76,6 @@ pub struct SignIn {
     mailer: Mailer,
 }
 
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
-}
-
 impl SignIn {
     pub fn new(db: Db, codes: SignInCodes, mailer: Mailer) -> Self {
         Self { throttle: Throttle::new(db.clone()), db, codes, mailer }
@@ -98,10 +93,7 @@ impl SignIn {
         email: &EmailAddress,
         ctx: &RequestContext,
     ) -> Result<(), DbError> {
-        let event = NewEvent::new(client, actor, action(name))
-            .target(email.as_str())
-            .metadata(json!({"user_agent": ctx.user_agent}))
-            .ip(ctx.ip);
+        let event = NewEvent::new(client, actor, ActionType::known(name)).target(email.as_str()).request(ctx);
         audit::append(&self.db, event).await.map(|_| ())
     }
 

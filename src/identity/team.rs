@@ -22,10 +22,6 @@ pub enum TeamError {
     Db(#[from] DbError),
 }
 
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
-}
-
 /// The roles a customer can hold (not `platform_admin`).
 pub fn assignable(role: Role) -> bool {
     matches!(role, Role::Owner | Role::Admin | Role::Member)
@@ -52,14 +48,10 @@ impl Team {
         ctx: &RequestContext,
         meta: serde_json::Value,
     ) -> Result<(), DbError> {
-        let mut metadata = json!({ "user_agent": ctx.user_agent });
-        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), meta.as_object()) {
-            m.extend(extra.clone());
-        }
-        let event = NewEvent::new(Some(manager.client_id), Actor::User(manager.id), action(name))
+        let event = NewEvent::new(Some(manager.client_id), Actor::User(manager.id), ActionType::known(name))
             .target(target.email.as_str())
-            .metadata(metadata)
-            .ip(ctx.ip);
+            .metadata(meta)
+            .request(ctx);
         audit::append(&self.db, event).await.map(|_| ())
     }
 
@@ -151,7 +143,7 @@ pub async fn create_platform_admin(db: &Db, email: &EmailAddress) -> Result<User
         }
     };
     let user = users::create(db, client_id, email, Role::PlatformAdmin).await?;
-    let event = NewEvent::new(Some(client_id), Actor::Platform, action("admin.created"))
+    let event = NewEvent::new(Some(client_id), Actor::Platform, ActionType::known("admin.created"))
         .target(email.as_str())
         .metadata(json!({ "via": "cli" }));
     audit::append(db, event).await?;

@@ -43,15 +43,7 @@ pub struct Bucket(String);
 
 impl Bucket {
     pub fn ip(ip: IpAddr) -> Self {
-        // IPv6 clients are counted per /64: one host usually holds a whole /64.
-        let key = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        };
-        Self(format!("ip:{key}"))
+        Self(format!("ip:{}", client_network(ip)))
     }
 
     pub fn account(email: &EmailAddress) -> Self {
@@ -60,6 +52,18 @@ impl Bucket {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The network a client address stands for: the IPv4 address itself, or the IPv6 /64 (one host usually holds
+/// a whole /64). Throttling and known devices both count clients this way.
+pub fn client_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 

@@ -71,10 +71,6 @@ impl From<CodeRejected> for TwoFactorError {
     }
 }
 
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
-}
-
 #[derive(Clone, Debug)]
 pub struct TwoFactor {
     db: Db,
@@ -97,14 +93,10 @@ impl TwoFactor {
         ctx: &RequestContext,
         extra: serde_json::Value,
     ) -> Result<(), DbError> {
-        let mut metadata = json!({ "user_agent": ctx.user_agent });
-        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), extra.as_object()) {
-            m.extend(extra.clone());
-        }
-        let event = NewEvent::new(Some(user.client_id), actor, action(name))
+        let event = NewEvent::new(Some(user.client_id), actor, ActionType::known(name))
             .target(user.email.as_str())
-            .metadata(metadata)
-            .ip(ctx.ip);
+            .metadata(extra)
+            .request(ctx);
         audit::append(&self.db, event).await.map(|_| ())
     }
 

@@ -123,7 +123,7 @@ pub async fn rotate(
 
     audit::append(
         db,
-        NewEvent::new(None, Actor::Platform, action("vault.rotation_started"))
+        NewEvent::new(None, Actor::Platform, ActionType::known("vault.rotation_started"))
             .metadata(json!({"target_version": target.0})),
     )
     .await?;
@@ -133,7 +133,7 @@ pub async fn rotate(
     for (client_id, converted) in &run.per_client {
         audit::append(
             db,
-            NewEvent::new(Some(*client_id), Actor::Platform, action("vault.rotated")).metadata(json!({
+            NewEvent::new(Some(*client_id), Actor::Platform, ActionType::known("vault.rotated")).metadata(json!({
                 "target_version": target.0,
                 "credentials": converted.credentials,
                 "totp_seeds": converted.totp_seeds,
@@ -144,7 +144,7 @@ pub async fn rotate(
     let progress = run.progress;
     audit::append(
         db,
-        NewEvent::new(None, Actor::Platform, action("vault.rotation_finished")).metadata(json!({
+        NewEvent::new(None, Actor::Platform, ActionType::known("vault.rotation_finished")).metadata(json!({
             "target_version": target.0,
             "credentials": progress.credentials().audit(),
             "totp_seeds": progress.totp_seeds.audit(),
@@ -152,10 +152,6 @@ pub async fn rotate(
     )
     .await?;
     Ok(RotationReport { target, progress, failures: run.failures })
-}
-
-fn action(name: &'static str) -> ActionType {
-    ActionType::parse(name).expect("static action names are valid")
 }
 
 /// Records converted for one client, for its `vault.rotated` event.

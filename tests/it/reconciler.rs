@@ -51,6 +51,15 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
     }
 }
 
+/// Runs reconciler passes until the agent is `running` (at most 20 s).
+async fn until_running(s: &Setup, reconciler: &Reconciler, agent: &deployclaw::db::agents::Agent, what: &str) {
+    wait_until(what, Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        status(s, agent).await == AgentStatus::Running
+    })
+    .await;
+}
+
 struct Setup {
     t: TestDb,
     agents: Agents,
@@ -97,11 +106,7 @@ async fn crashed_agents_restart_then_a_crash_loop_stops_the_retries() {
         window: Duration::from_secs(600),
     };
     let reconciler = Reconciler::new(s.agents.clone(), policy);
-    wait_until("healthy", Duration::from_secs(20), async || {
-        reconciler.pass().await.unwrap();
-        status(&s, &agent).await == AgentStatus::Running
-    })
-    .await;
+    until_running(&s, &reconciler, &agent, "healthy").await;
 
     // Crash twice: each time it comes back.
     for round in 1..=2 {
@@ -113,11 +118,7 @@ async fn crashed_agents_restart_then_a_crash_loop_stops_the_retries() {
         .await;
         let report = reconciler.pass().await.unwrap();
         assert_eq!(report.restarted, vec![agent.id], "round {round}");
-        wait_until("healthy again", Duration::from_secs(20), async || {
-            reconciler.pass().await.unwrap();
-            status(&s, &agent).await == AgentStatus::Running
-        })
-        .await;
+        until_running(&s, &reconciler, &agent, "healthy again").await;
     }
 
     // The third crash within the window is a crash loop: no restart, an error the customer can read.
@@ -152,11 +153,7 @@ async fn backoff_delays_a_restart() {
         window: Duration::from_secs(600),
     };
     let reconciler = Reconciler::new(s.agents.clone(), policy);
-    wait_until("healthy", Duration::from_secs(20), async || {
-        reconciler.pass().await.unwrap();
-        status(&s, &agent).await == AgentStatus::Running
-    })
-    .await;
+    until_running(&s, &reconciler, &agent, "healthy").await;
     crash(ip).await;
     let name = hardening::names(agent.client_id, agent.id).container;
     wait_until("exited", Duration::from_secs(10), async || {
@@ -183,11 +180,7 @@ async fn a_container_deleted_behind_our_back_is_recreated_and_orphans_are_report
     s.runtime.remove_container(&name).await.unwrap();
     let report = reconciler.pass().await.unwrap();
     assert_eq!(report.recreated, vec![agent.id]);
-    wait_until("healthy after recreation", Duration::from_secs(20), async || {
-        reconciler.pass().await.unwrap();
-        status(&s, &agent).await == AgentStatus::Running
-    })
-    .await;
+    until_running(&s, &reconciler, &agent, "healthy after recreation").await;
     assert!(s.runtime.inspect_container(&name).await.unwrap().unwrap().running);
 
     // A labelled container whose agent record is gone is an orphan: reported, not touched.
@@ -229,11 +222,7 @@ async fn a_platform_restarted_mid_deploy_finishes_the_job() {
     let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
     let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(3));
     let reconciler = Reconciler::new(restarted.clone(), Policy::default());
-    wait_until("running after the restart", Duration::from_secs(20), async || {
-        reconciler.pass().await.unwrap();
-        status(&s, &agent).await == AgentStatus::Running
-    })
-    .await;
+    until_running(&s, &reconciler, &agent, "running after the restart").await;
     // And if the container went away while the platform was down, the next start recreates it.
     let name = hardening::names(agent.client_id, agent.id).container;
     s.runtime.remove_container(&name).await.unwrap();

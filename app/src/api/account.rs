@@ -122,12 +122,10 @@ async fn audit(
     metadata: serde_json::Value,
 ) -> Result<(), AppError> {
     use deployclaw::audit::{self, ActionType, Actor, NewEvent};
-    let mut metadata = metadata;
-    metadata["user_agent"] = serde_json::json!(caller.ctx.user_agent);
-    let event = NewEvent::new(Some(user.client_id), Actor::User(user.id), ActionType::parse(action)?)
+    let event = NewEvent::new(Some(user.client_id), Actor::User(user.id), ActionType::known(action))
         .target(user.email.as_str())
         .metadata(metadata)
-        .ip(caller.ctx.ip);
+        .request(&caller.ctx);
     audit::append(caller.platform.db(), event).await?;
     Ok(())
 }

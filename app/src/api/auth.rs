@@ -246,7 +246,7 @@ pub async fn sign_out() -> Result<(), AppError> {
             let event = deployclaw::audit::NewEvent::new(
                 Some(client_id),
                 deployclaw::audit::Actor::User(user_id),
-                deployclaw::audit::ActionType::parse("auth.signed_out").expect("valid action"),
+                deployclaw::audit::ActionType::known("auth.signed_out"),
             )
             .ip(caller.ctx.ip);
             deployclaw::audit::append(caller.platform.db(), event).await?;
