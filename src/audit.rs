@@ -16,6 +16,10 @@ use uuid::Uuid;
 use crate::db::{on_pool, AgentId, AuditEventId, ClientId, Db, DbError, UserId};
 use crate::scrub;
 
+pub mod chain;
+pub mod export;
+pub mod siem;
+
 /// Largest metadata document we store, serialised. Bigger documents are refused, not truncated.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 /// Largest `target` we store; longer targets are cut at a character boundary and marked.

@@ -4,6 +4,8 @@
 mod support;
 
 mod audit;
+mod audit_chain;
+mod audit_export;
 mod identity;
 mod mail;
 mod migrations;

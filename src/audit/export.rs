@@ -1,0 +1,1 @@
+//! Streaming export of audit events as JSONL and CSV (work in progress).

@@ -1,0 +1,1 @@
+//! Forwarding audit events to a SIEM (work in progress).

@@ -1,0 +1,1 @@
+//! Tests of the audit hash chain (work in progress).

@@ -1,0 +1,1 @@
+//! Tests of audit export and SIEM forwarding (work in progress).
