@@ -25,6 +25,9 @@ use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 
 pub mod reconciler;
+pub mod settings;
+
+pub use settings::AgentSettings;
 
 /// How long a stopping agent gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE_SECS: u32 = 10;
@@ -203,13 +206,14 @@ impl Agents {
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
         match self.start_container(&*runtime, &agent, template, subnet).await {
             Ok((container_id, token_hash)) => {
+                agents::clear_crashes(&self.db, client_id, id).await?;
                 let deployed = agents::set_runtime_state(
                     &self.db,
                     client_id,
                     id,
-                    AgentStatus::Provisioning,
+                    AgentStatus::Starting,
                     Some(&container_id),
-                    Some("starting; waiting for its health check"),
+                    Some("waiting for its health check"),
                     Some(&token_hash),
                 )
                 .await?;
@@ -245,8 +249,11 @@ impl Agents {
         let labels = hardening::labels(agent.client_id, agent.id);
         runtime.ensure_network(&hardening::network_spec(agent.client_id, agent.id, subnet)).await?;
         runtime.ensure_volume(&names.volume, &labels).await?;
+        let settings = AgentSettings::from_config(&agent.config)?;
+        // The customer's plain settings first; credentials, the token and the proxy (added by `hardening`)
+        // come after, under names settings may not use.
+        let mut env: Vec<(String, String)> = settings.environment.clone().into_iter().collect();
         // Credentials go into the environment, decrypted one by one through the audited path.
-        let mut env = Vec::new();
         for summary in self.vault.list(agent.client_id, agent.id).await? {
             let name = CredentialName::parse(&summary.name)?;
             let value = self
@@ -262,7 +269,7 @@ impl Agents {
         let token_hash = Sha256::digest(token.as_bytes()).to_vec();
         env.push(("DEPLOYCLAW_AGENT_TOKEN".into(), token.clone()));
         env.push(("OPENCLAW_GATEWAY_TOKEN".into(), token));
-        let limits = hardening::limits(template, None, 1000);
+        let limits = hardening::limits(template, Some(settings.memory_bytes(template)), settings.cpu_millis());
         let spec = hardening::container_spec(template, agent.client_id, agent.id, subnet, limits, env);
         // A container left from an earlier deploy is replaced; the volume (the agent's state) stays.
         runtime.remove_container(&spec.name).await?;
@@ -283,7 +290,7 @@ impl Agents {
             &self.db,
             agent.client_id,
             agent.id,
-            AgentStatus::Provisioning,
+            AgentStatus::Starting,
             Some(&container_id),
             Some("recreated after its container disappeared; waiting for its health check"),
             Some(&token_hash),
@@ -313,7 +320,7 @@ impl Agents {
         };
         let Some(subnet) = self.pool.block(u32::try_from(block).unwrap_or(u32::MAX)) else { return Ok(agent) };
         let healthy = probe_health(subnet.host(), template.port, template.health_path).await;
-        if healthy && agent.status == AgentStatus::Provisioning {
+        if healthy && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting) {
             let running = agents::set_runtime_state(
                 &self.db,
                 client_id,
@@ -340,6 +347,20 @@ impl Agents {
     ) -> Result<Agent, AgentError> {
         let runtime = self.runtime_or_err()?.clone();
         let agent = agents::get(&self.db, client_id, id).await?;
+        if agent.status == AgentStatus::Deleting {
+            return Err(DbError::Invalid("this agent is being deleted".into()).into());
+        }
+        // `stopping` is recorded first: a platform that dies now finishes the stop when it comes back.
+        agents::set_runtime_state(
+            &self.db,
+            client_id,
+            id,
+            AgentStatus::Stopping,
+            agent.container_id.as_deref(),
+            Some("stopping: the agent has 10 seconds to shut down cleanly"),
+            None,
+        )
+        .await?;
         let names = hardening::names(client_id, id);
         runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
         let stopped = agents::set_runtime_state(
@@ -354,6 +375,128 @@ impl Agents {
         .await?;
         self.record(actor, &agent, "agent.stopped", Some(ctx), json!({})).await?;
         Ok(stopped)
+    }
+
+    /// Restarts a deployed agent's container in place (same environment, same token): SIGTERM, up to
+    /// [`STOP_GRACE_SECS`], then started again and `starting` until its health check answers.
+    pub async fn restart(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        ctx: &RequestContext,
+    ) -> Result<Agent, AgentError> {
+        let runtime = self.runtime_or_err()?.clone();
+        let agent = agents::get(&self.db, client_id, id).await?;
+        if agent.container_id.is_none() || matches!(agent.status, AgentStatus::Deleting | AgentStatus::Stopping) {
+            return Err(DbError::Invalid("only a deployed agent can be restarted; deploy it first".into()).into());
+        }
+        let name = hardening::names(client_id, id).container;
+        if runtime.inspect_container(&name).await?.is_none() {
+            // Nothing to restart in place: deploy a new container (same volume) instead.
+            return self.deploy(actor, client_id, id, ctx).await;
+        }
+        agents::set_runtime_state(
+            &self.db,
+            client_id,
+            id,
+            AgentStatus::Stopping,
+            agent.container_id.as_deref(),
+            Some("restarting"),
+            None,
+        )
+        .await?;
+        runtime.stop_container(&name, STOP_GRACE_SECS).await?;
+        runtime.start_container(&name).await?;
+        let starting = agents::set_runtime_state(
+            &self.db,
+            client_id,
+            id,
+            AgentStatus::Starting,
+            agent.container_id.as_deref(),
+            Some("restarted; waiting for its health check"),
+            None,
+        )
+        .await?;
+        self.record(actor, &agent, "agent.restarted", Some(ctx), json!({ "requested": true })).await?;
+        Ok(starting)
+    }
+
+    /// Changes an agent's settings. A deployed agent that should be running gets a new container with them
+    /// (same state volume, fresh credentials and token); a stopped one uses them at its next start. Audited
+    /// with the names of the changed fields, never their values.
+    pub async fn update_settings(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        settings: AgentSettings,
+        ctx: &RequestContext,
+    ) -> Result<Agent, AgentError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        let template = hardening::template(&agent.template)
+            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        settings.validate(template)?;
+        let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
+        let changed = settings.changed_fields(&before);
+        if agent.status == AgentStatus::Deleting {
+            return Err(DbError::Invalid("this agent is being deleted".into()).into());
+        }
+        let updated = agents::set_config(&self.db, client_id, id, &settings.to_config()).await?;
+        let live = agent.container_id.is_some()
+            && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running);
+        let apply_now = live && !changed.is_empty();
+        self.record(
+            actor,
+            &agent,
+            "agent.settings_updated",
+            Some(ctx),
+            json!({ "changed": changed, "applied_now": apply_now }),
+        )
+        .await?;
+        if apply_now {
+            return self.deploy(actor, client_id, id, ctx).await;
+        }
+        Ok(updated)
+    }
+
+    /// Finishes a stop or a delete that a platform restart interrupted (the reconciler calls this).
+    pub(crate) async fn finish_transition(&self, agent: &Agent) -> Result<(), AgentError> {
+        let runtime = self.runtime_or_err()?.clone();
+        let names = hardening::names(agent.client_id, agent.id);
+        match agent.status {
+            AgentStatus::Stopping => {
+                runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
+                agents::set_runtime_state(
+                    &self.db,
+                    agent.client_id,
+                    agent.id,
+                    AgentStatus::Stopped,
+                    agent.container_id.as_deref(),
+                    None,
+                    None,
+                )
+                .await?;
+                self.audit(agent, "agent.stopped", json!({ "finished_after_restart": true })).await?;
+            }
+            AgentStatus::Deleting => {
+                self.tear_down(&*runtime, agent).await?;
+                agents::delete(&self.db, agent.client_id, agent.id).await?;
+                self.audit(agent, "agent.deleted", json!({ "finished_after_restart": true })).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Removes an agent's container, network and state volume (each step idempotent).
+    async fn tear_down(&self, runtime: &dyn ContainerRuntime, agent: &Agent) -> Result<(), AgentError> {
+        let names = hardening::names(agent.client_id, agent.id);
+        runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
+        runtime.remove_container(&names.container).await?;
+        runtime.remove_network(&names.network).await?;
+        runtime.remove_volume(&names.volume).await?;
+        Ok(())
     }
 
     /// Removes an agent for good: container, network, state volume, credentials and the record. Audited.
@@ -378,11 +521,7 @@ impl Agents {
                 None,
             )
             .await?;
-            let names = hardening::names(client_id, id);
-            runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
-            runtime.remove_container(&names.container).await?;
-            runtime.remove_network(&names.network).await?;
-            runtime.remove_volume(&names.volume).await?;
+            self.tear_down(&*runtime, &agent).await?;
         }
         agents::delete(&self.db, client_id, id).await?;
         self.record(actor, &agent, "agent.deleted", Some(ctx), json!({ "was_deployed": deployed })).await?;

@@ -89,6 +89,8 @@ pub struct ContainerStatus {
     /// `created`, `running`, `exited`, ... as the runtime names it.
     pub state: String,
     pub exit_code: Option<i64>,
+    /// When it last exited, as the runtime writes it (RFC 3339); `None` if it never has or is not inspected.
+    pub finished_at: Option<String>,
     pub restart_count: i64,
     pub labels: BTreeMap<String, String>,
 }
@@ -155,6 +157,23 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
     async fn stats(&self, name: &str) -> Result<StatsSample>;
     /// The last `tail` log lines (stdout and stderr), oldest first.
     async fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>>;
+    /// Streams lifecycle events of containers carrying `label=value` into `events` until the runtime closes
+    /// the stream, the receiver is dropped, or an error occurs; the caller reconnects.
+    async fn watch(&self, label: &str, value: &str, events: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()>;
+}
+
+/// Something that happened to a container (`start`, `die`, `oom`, `destroy`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub action: String,
+    pub name: String,
+}
+
+impl ContainerEvent {
+    /// Whether the container stopped or vanished: something the reconciler must look at now.
+    pub fn needs_attention(&self) -> bool {
+        matches!(self.action.as_str(), "die" | "died" | "oom" | "kill" | "stop" | "destroy" | "remove" | "cleanup")
+    }
 }
 
 /// Where to look for a Docker-API socket, in order: the explicit setting, `DOCKER_HOST`, Docker's default

@@ -6,12 +6,11 @@
 //! recreated; a starting agent whose health check answers becomes `running`. Containers that carry our labels
 //! but belong to no agent are reported as orphans (never deleted automatically: an operator decides).
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use super::Agents;
 use crate::db::agents::{self, Agent, AgentStatus};
@@ -48,36 +47,42 @@ pub struct Report {
     pub recreated: Vec<AgentId>,
     pub crash_looping: Vec<AgentId>,
     pub became_healthy: Vec<AgentId>,
+    /// Stops and deletes finished after a platform restart.
+    pub finished: Vec<AgentId>,
     /// Names of labelled containers with no agent record.
     pub orphans: Vec<String>,
-}
-
-#[derive(Debug, Default)]
-struct Crashes {
-    /// When each recent crash was seen.
-    seen: Vec<Instant>,
-    /// Do not restart before this.
-    not_before: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Reconciler {
     agents: Agents,
     policy: Policy,
-    crashes: Arc<Mutex<HashMap<AgentId, Crashes>>>,
+    /// Set after the first pass, which also finishes stops and deletes a platform restart interrupted.
+    started: Arc<AtomicBool>,
 }
 
 impl Reconciler {
     pub fn new(agents: Agents, policy: Policy) -> Self {
-        Self { agents, policy, crashes: Arc::default() }
+        Self { agents, policy, started: Arc::default() }
     }
 
-    /// Runs passes every `every` until the task is dropped. Errors are logged, never fatal.
+    /// Runs passes every `every`, and at once when the runtime reports that one of our containers stopped or
+    /// vanished, until the task is dropped. Errors are logged, never fatal.
     pub async fn run(self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (tx, mut attention) = tokio::sync::mpsc::channel(64);
+        let watcher = self.agents.runtime().cloned().map(|runtime| tokio::spawn(watch_events(runtime, tx)));
+        let _stop_watcher = watcher.map(AbortOnDrop);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(()) = attention.recv() => {
+                    // Let a burst of events (die, then stop, then cleanup) settle into one pass.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while attention.try_recv().is_ok() {}
+                }
+            }
             match self.pass().await {
                 Ok(report) if report != Report::default() => tracing::info!(?report, "reconciler acted"),
                 Ok(_) => {}
@@ -90,9 +95,19 @@ impl Reconciler {
     pub async fn pass(&self) -> Result<Report, super::AgentError> {
         let Some(runtime) = self.agents.runtime().cloned() else { return Ok(Report::default()) };
         let mut report = Report::default();
+        if !self.started.swap(true, Ordering::SeqCst) {
+            for agent in agents::in_transition(self.agents.db()).await? {
+                tracing::info!(agent = %agent.id, status = %agent.status.as_str(), "finishing an interrupted transition");
+                self.agents.finish_transition(&agent).await?;
+                report.finished.push(agent.id);
+            }
+        }
         for agent in agents::desired_running(self.agents.db()).await? {
             let name = hardening::names(agent.client_id, agent.id).container;
             match runtime.inspect_container(&name).await? {
+                // A deploy in flight creates its container itself; do not race it.
+                None if agent.status == AgentStatus::Provisioning
+                    && crate::db::now() - agent.updated_at < chrono::Duration::seconds(60) => {}
                 None => {
                     tracing::warn!(agent = %agent.id, container = %name, "agent container missing; recreating it");
                     self.agents.recreate(&agent).await?;
@@ -100,7 +115,7 @@ impl Reconciler {
                     report.recreated.push(agent.id);
                 }
                 Some(status) if !status.running => self.crashed(&agent, &status, &mut report).await?,
-                Some(_) if agent.status == AgentStatus::Provisioning => {
+                Some(_) if matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting) => {
                     let now = self.agents.check_health(agent.client_id, agent.id).await?;
                     if now.status == AgentStatus::Running {
                         report.became_healthy.push(agent.id);
@@ -141,66 +156,95 @@ impl Reconciler {
         report: &mut Report,
     ) -> Result<(), super::AgentError> {
         let runtime = self.agents.runtime().cloned().ok_or(super::AgentError::NoRuntime)?;
-        let now = Instant::now();
-        let mut crashes = self.crashes.lock().await;
-        let entry = crashes.entry(agent.id).or_default();
-        if entry.not_before.is_some_and(|t| now < t) {
-            return Ok(()); // waiting out the backoff for a crash already counted
-        }
-        if entry.not_before.is_none() {
-            // A new crash: count it and decide.
-            entry.seen.retain(|t| now.duration_since(*t) <= self.policy.window);
-            entry.seen.push(now);
-            let n = u32::try_from(entry.seen.len()).unwrap_or(u32::MAX);
+        let db = self.agents.db();
+        let now = crate::db::now();
+        let window = chrono::Duration::from_std(self.policy.window).unwrap_or(chrono::Duration::MAX);
+        // The runtime's FinishedAt names this exit, so a pass after a platform restart does not count it again.
+        let exit = status.finished_at.clone().unwrap_or_else(|| "unknown".into());
+        let mut agent = agent.clone();
+        if agent.last_exit_counted.as_deref() != Some(exit.as_str()) {
+            let mut crashes: Vec<_> = agent.recent_crashes.0.iter().copied().filter(|t| now - *t <= window).collect();
+            crashes.push(now);
+            let n = u32::try_from(crashes.len()).unwrap_or(u32::MAX);
+            let exit_code = status.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into());
             if n >= self.policy.max_crashes {
-                crashes.remove(&agent.id);
-                drop(crashes);
                 let reason = format!(
-                    "crash loop: exited {n} times within {} minutes (last exit status {}); fix its configuration, then deploy it again",
+                    "crash loop: exited {n} times within {} minutes (last exit status {exit_code}); fix its \
+                     configuration, then deploy it again",
                     self.policy.window.as_secs() / 60,
-                    status.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())
                 );
-                agents::set_runtime_state(
-                    self.agents.db(),
-                    agent.client_id,
-                    agent.id,
-                    AgentStatus::Error,
-                    agent.container_id.as_deref(),
-                    Some(&reason),
-                    None,
-                )
-                .await?;
+                agents::record_crash(db, &agent, &crashes, &exit, AgentStatus::Error, &reason).await?;
                 self.agents
-                    .audit(agent, "agent.crash_loop", json!({ "crashes": n, "exit_code": status.exit_code }))
+                    .audit(&agent, "agent.crash_loop", json!({ "crashes": n, "exit_code": status.exit_code }))
                     .await?;
                 report.crash_looping.push(agent.id);
                 return Ok(());
             }
-            let wait = self.policy.backoff.saturating_mul(1 << (n - 1).min(16)).min(self.policy.max_backoff);
-            entry.not_before = Some(now + wait);
-            if !wait.is_zero() {
-                return Ok(());
-            }
+            let reason = format!(
+                "exited with status {exit_code}; restarting in {} s (crash {n}; {} within {} minutes make a crash loop)",
+                self.backoff(n).as_secs(),
+                self.policy.max_crashes,
+                self.policy.window.as_secs() / 60,
+            );
+            agent = agents::record_crash(db, &agent, &crashes, &exit, AgentStatus::Starting, &reason).await?;
         }
-        // The backoff is over: start it again.
-        entry.not_before = None;
-        let crash_count = entry.seen.len();
-        drop(crashes);
+        let n = u32::try_from(agent.recent_crashes.0.len().max(1)).unwrap_or(u32::MAX);
+        let last = agent.recent_crashes.0.last().copied().unwrap_or(now);
+        let due = last + chrono::Duration::from_std(self.backoff(n)).unwrap_or(chrono::Duration::MAX);
+        if now < due {
+            return Ok(()); // waiting out the backoff
+        }
         runtime.start_container(&status.name).await?;
-        agents::set_runtime_state(
-            self.agents.db(),
-            agent.client_id,
-            agent.id,
-            AgentStatus::Provisioning,
-            agent.container_id.as_deref(),
-            Some("restarted after it exited; waiting for its health check"),
-            None,
-        )
-        .await?;
+        agents::record_restart(db, &agent, "restarted after it exited; waiting for its health check").await?;
         self.agents
-            .audit(agent, "agent.restarted", json!({ "exit_code": status.exit_code, "recent_crashes": crash_count }))
+            .audit(&agent, "agent.restarted", json!({ "exit_code": status.exit_code, "recent_crashes": n }))
             .await?;
         report.restarted.push(agent.id);
         Ok(())
+    }
+
+    /// The wait before restarting after the `n`th recent crash: `backoff`, doubled per crash, capped.
+    fn backoff(&self, n: u32) -> Duration {
+        self.policy.backoff.saturating_mul(1 << n.saturating_sub(1).min(16)).min(self.policy.max_backoff)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Follows the runtime's events for our containers and signals `attention` when one stopped or vanished;
+/// reconnects after a pause (1 s, doubling to 60 s) when the stream ends or fails.
+async fn watch_events(runtime: Arc<dyn crate::runtime::ContainerRuntime>, attention: tokio::sync::mpsc::Sender<()>) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let stream = runtime.watch(LABEL_MANAGED, "true", tx);
+        let forward = async {
+            while let Some(event) = rx.recv().await {
+                if event.needs_attention() {
+                    tracing::debug!(container = %event.name, action = %event.action, "runtime event");
+                    if attention.try_send(()).is_err() && attention.is_closed() {
+                        return;
+                    }
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(stream, forward);
+        if attention.is_closed() {
+            return;
+        }
+        match result {
+            Ok(()) => pause = Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "runtime event stream failed; the periodic pass still runs");
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+        tokio::time::sleep(pause).await;
     }
 }

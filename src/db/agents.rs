@@ -12,7 +12,9 @@ text_enum!(
     /// Where an agent is in its lifecycle.
     AgentStatus {
         Provisioning = "provisioning",
+        Starting = "starting",
         Running = "running",
+        Stopping = "stopping",
         Stopped = "stopped",
         Error = "error",
         Deleting = "deleting",
@@ -60,6 +62,12 @@ pub struct Agent {
     pub network_block: Option<i32>,
     /// Why it is in `error` (or what it is doing), shown to the customer.
     pub status_reason: Option<String>,
+    /// How often the reconciler restarted it after it exited.
+    pub restart_count: i32,
+    /// When its recent exits were counted (within the reconciler's crash window), oldest first.
+    pub recent_crashes: Json<Vec<DateTime<Utc>>>,
+    /// The runtime's FinishedAt of the last exit counted, so one exit is never counted twice.
+    pub last_exit_counted: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +79,7 @@ pub struct NewAgent {
 }
 
 const COLUMNS: &str = "id, client_id, name, status, template, container_id, config, permissions, created_at, \
-                       updated_at, network_block, status_reason";
+                       updated_at, network_block, status_reason, restart_count, recent_crashes, last_exit_counted";
 
 /// Records a new agent for `client_id` in `provisioning`. `Conflict` if the client already has one by that name.
 pub async fn create(db: &Db, client_id: ClientId, new: NewAgent) -> Result<Agent, DbError> {
@@ -211,12 +219,89 @@ pub async fn set_runtime_state(
         .await?))
 }
 
-/// Every agent, of every client, that should be running (`running` or `provisioning`): for the reconciler
+/// Every agent, of every client, that should be running (`provisioning`, `starting` or `running`): for the reconciler
 /// only, which acts for the platform and keeps each agent within its own client's records.
 pub async fn desired_running(db: &Db) -> Result<Vec<Agent>, DbError> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM agents WHERE status IN ('running', 'provisioning') ORDER BY created_at, id");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM agents WHERE status IN ('provisioning', 'starting', 'running') ORDER BY created_at, id"
+    );
     Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).fetch_all(p).await?))
+}
+
+/// Every agent, of every client, caught between two states by a platform restart (`stopping`, `deleting`): for
+/// the reconciler only, which finishes the job.
+pub async fn in_transition(db: &Db) -> Result<Vec<Agent>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE status IN ('stopping', 'deleting') ORDER BY created_at, id");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql).fetch_all(p).await?))
+}
+
+/// Records an exit the reconciler counted: the crash times now in its window, the runtime's FinishedAt of this
+/// exit, and the state and reason the customer sees.
+pub async fn record_crash(
+    db: &Db,
+    agent: &Agent,
+    crashes: &[DateTime<Utc>],
+    exit: &str,
+    status: AgentStatus,
+    reason: &str,
+) -> Result<Agent, DbError> {
+    let sql = format!(
+        "UPDATE agents SET recent_crashes = $1, last_exit_counted = $2, status = $3, status_reason = $4, \
+         updated_at = $5 WHERE id = $6 AND client_id = $7 RETURNING {COLUMNS}"
+    );
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(Json(crashes))
+        .bind(exit)
+        .bind(status)
+        .bind(reason)
+        .bind(now)
+        .bind(agent.id)
+        .bind(agent.client_id)
+        .fetch_one(p)
+        .await?))
+}
+
+/// Records that the reconciler started the agent again: one more restart, now `starting`.
+pub async fn record_restart(db: &Db, agent: &Agent, reason: &str) -> Result<Agent, DbError> {
+    let sql = format!(
+        "UPDATE agents SET restart_count = restart_count + 1, status = 'starting', status_reason = $1, \
+         updated_at = $2 WHERE id = $3 AND client_id = $4 RETURNING {COLUMNS}"
+    );
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(reason)
+        .bind(now)
+        .bind(agent.id)
+        .bind(agent.client_id)
+        .fetch_one(p)
+        .await?))
+}
+
+/// Forgets the agent's recent crashes (a customer deployed it again: a fresh start deserves a fresh window).
+pub async fn clear_crashes(db: &Db, client_id: ClientId, id: AgentId) -> Result<(), DbError> {
+    on_pool!(db, |p| sqlx::query("UPDATE agents SET recent_crashes = $1 WHERE id = $2 AND client_id = $3")
+        .bind(Json(Vec::<DateTime<Utc>>::new()))
+        .bind(id)
+        .bind(client_id)
+        .execute(p)
+        .await
+        .map(|_| ())?);
+    Ok(())
+}
+
+/// Stores an agent's settings document (validated by the caller); `NotFound` for another client's agent.
+pub async fn set_config(db: &Db, client_id: ClientId, id: AgentId, config: &Value) -> Result<Agent, DbError> {
+    let sql =
+        format!("UPDATE agents SET config = $1, updated_at = $2 WHERE id = $3 AND client_id = $4 RETURNING {COLUMNS}");
+    let now = super::now();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Agent>(&sql)
+        .bind(Json(config))
+        .bind(now)
+        .bind(id)
+        .bind(client_id)
+        .fetch_one(p)
+        .await?))
 }
 
 /// Whether an agent with this id exists (any client): for the reconciler's orphan report only.

@@ -19,7 +19,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerStatus, NetworkSpec, Result, RuntimeError, RuntimeInfo, StatsSample,
+    ContainerEvent, ContainerRuntime, ContainerSpec, ContainerStatus, NetworkSpec, Result, RuntimeError, RuntimeInfo,
+    StatsSample,
 };
 
 /// Seconds any single runtime call may take.
@@ -308,6 +309,8 @@ impl ContainerRuntime for DockerRuntime {
             running: state["Running"].as_bool().unwrap_or(false),
             state: state["Status"].as_str().unwrap_or_default().to_string(),
             exit_code: state["ExitCode"].as_i64(),
+            // Docker and Podman write the zero time (year 1) for a container that never exited.
+            finished_at: state["FinishedAt"].as_str().filter(|t| !t.starts_with("0001-")).map(str::to_string),
             restart_count: c["RestartCount"].as_i64().unwrap_or(0),
             labels: string_map(&c["Config"]["Labels"]),
         }))
@@ -330,6 +333,7 @@ impl ContainerRuntime for DockerRuntime {
                             running: state == "running",
                             state,
                             exit_code: None,
+                            finished_at: None,
                             restart_count: 0,
                             labels: string_map(&c["Labels"]),
                         }
@@ -360,6 +364,55 @@ impl ContainerRuntime for DockerRuntime {
             memory_bytes: sample.memory_stats.and_then(|m| m.usage).unwrap_or(0),
             pids: sample.pids_stats.and_then(|p| p.current).unwrap_or(0),
         })
+    }
+
+    async fn watch(&self, label: &str, value: &str, events: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        /// An event is a small JSON object; a longer line means the stream is not what we think it is.
+        const MAX_LINE: usize = 256 * 1024;
+        let unreachable = |detail: String| RuntimeError::Unreachable { endpoint: self.endpoint.clone(), detail };
+        let filters = serde_json::json!({ "label": [format!("{label}={value}")], "type": ["container"] }).to_string();
+        let mut s = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| unreachable(e.to_string()))?;
+        // HTTP/1.0: the body is the raw stream of JSON lines, never chunked.
+        let request = format!("GET /events?filters={} HTTP/1.0\r\nHost: docker\r\n\r\n", urlencode(&filters));
+        s.write_all(request.as_bytes()).await.map_err(|e| unreachable(e.to_string()))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let mut in_body = false;
+        loop {
+            let n = s.read(&mut chunk).await.map_err(|e| unreachable(e.to_string()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if !in_body {
+                let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    if buf.len() > MAX_LINE {
+                        return Err(unreachable("malformed events answer".into()));
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+                if head.split_whitespace().nth(1) != Some("200") {
+                    return Err(RuntimeError::Refused(format!("events: {}", head.lines().next().unwrap_or(""))));
+                }
+                buf.drain(..split + 4);
+                in_body = true;
+            }
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let Ok(event) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+                let action = event["Action"].as_str().or(event["status"].as_str()).unwrap_or_default();
+                let name = event["Actor"]["Attributes"]["name"].as_str().unwrap_or_default();
+                let event = ContainerEvent { action: action.to_string(), name: name.to_string() };
+                if events.send(event).await.is_err() {
+                    return Ok(()); // nobody listens any more
+                }
+            }
+            if buf.len() > MAX_LINE {
+                return Err(unreachable("an events line is too long".into()));
+            }
+        }
     }
 
     async fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>> {

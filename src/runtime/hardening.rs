@@ -23,6 +23,8 @@ pub struct Template {
     /// Where the per-agent state volume is mounted (the only persistent writable path).
     pub state_dir: &'static str,
     pub default_memory_bytes: u64,
+    /// Below this the agent does not start reliably; settings may not go lower.
+    pub min_memory_bytes: u64,
     /// Numeric uid:gid the image's files belong to.
     pub user: &'static str,
 }
@@ -40,6 +42,7 @@ pub const TEMPLATES: &[Template] = &[
         state_dir: "/home/node/.openclaw",
         // ~750 MB resident after start; killed at 512 MiB.
         default_memory_bytes: 1024 * MIB,
+        min_memory_bytes: 1024 * MIB,
         user: "1000:1000",
     },
     Template {
@@ -50,6 +53,7 @@ pub const TEMPLATES: &[Template] = &[
         health_path: "/healthz",
         state_dir: "/state",
         default_memory_bytes: 64 * MIB,
+        min_memory_bytes: 16 * MIB,
         user: "65534:65534",
     },
 ];

@@ -98,3 +98,83 @@ async fn closed_pool_makes_the_platform_not_ready() {
     assert!(!readiness.ready && !readiness.database.ok, "{readiness:?}");
     t.cleanup().await;
 }
+
+/// The lifecycle migration rebuilds the agents table on SQLite (a CHECK constraint cannot change in place);
+/// an agent's credentials, which cascade from it, must come through untouched on both backends.
+async fn agents_and_their_credentials_survive_the_lifecycle_migration(which: Which) {
+    use sqlx::Connection;
+    let t = TestDb::empty(which).await;
+    let folder = match which {
+        Which::Sqlite => "sqlite",
+        Which::Postgres => "postgres",
+    };
+    // Bring the database to the schema before the lifecycle migration.
+    let before = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(folder);
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < "20261123000006" {
+            std::fs::copy(&path, before.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
+    match t.sqlite_path() {
+        Some(path) => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            migrator.run(&mut c).await.unwrap();
+        }
+        None => {
+            let url = match &t.config.target {
+                deployclaw::config::DatabaseTarget::Postgres { url } => {
+                    secrecy::ExposeSecret::expose_secret(url).to_string()
+                }
+                _ => unreachable!(),
+            };
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            migrator.run(&mut c).await.unwrap();
+        }
+    }
+    let (client, agent, credential) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let (c, a, k) = (t.literal_uuid(client), t.literal_uuid(agent), t.literal_uuid(credential));
+    let now = "'2026-11-23T00:00:00Z'";
+    let blob = |hex: &str| match which {
+        Which::Sqlite => format!("X'{hex}'"),
+        Which::Postgres => format!("'\\x{hex}'::bytea"),
+    };
+    for sql in [
+        format!("INSERT INTO clients (id, name, email, created_at, updated_at) VALUES ({c}, 'acme', 'o@acme.example', {now}, {now})"),
+        format!(
+            "INSERT INTO agents (id, client_id, name, status, template, permissions, created_at, updated_at, network_block) \
+             VALUES ({a}, {c}, 'bot', 'running', 'test-agent', '{{}}', {now}, {now}, 7)"
+        ),
+        format!(
+            "INSERT INTO agent_credentials (id, client_id, agent_id, name, key_version, nonce, ciphertext, created_at, updated_at) \
+             VALUES ({k}, {c}, {a}, 'openai_key', 1, {}, {}, {now}, {now})",
+            blob(&"ab".repeat(12)),
+            blob(&"cd".repeat(32))
+        ),
+    ] {
+        t.raw_execute(&sql).await.unwrap();
+    }
+    t.db.migrate().await.expect("the lifecycle migration applies over existing rows");
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM agent_credentials").await, 1, "the credential survived");
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM agents WHERE status = 'running' AND network_block = 7").await, 1);
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM agents WHERE restart_count = 0").await, 1);
+    t.raw_execute(&format!("UPDATE agents SET status = 'stopping' WHERE id = {a}")).await.expect("new state allowed");
+    assert!(t.raw_execute(&format!("UPDATE agents SET status = 'bogus' WHERE id = {a}")).await.is_err());
+    // The foreign key still holds after the rebuild: deleting the agent takes its credentials along.
+    t.raw_execute(&format!("DELETE FROM agents WHERE id = {a}")).await.unwrap();
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM agent_credentials").await, 0);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn agents_and_their_credentials_survive_the_lifecycle_migration_on_sqlite() {
+    agents_and_their_credentials_survive_the_lifecycle_migration(Which::Sqlite).await;
+}
+
+#[tokio::test]
+async fn agents_and_their_credentials_survive_the_lifecycle_migration_on_postgres() {
+    agents_and_their_credentials_survive_the_lifecycle_migration(Which::Postgres).await;
+}

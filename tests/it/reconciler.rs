@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deployclaw::agents::reconciler::{Policy, Reconciler};
-use deployclaw::agents::Agents;
+use deployclaw::agents::{AgentSettings, Agents};
 use deployclaw::audit::{self, Actor};
 use deployclaw::db::agents::{self, AgentName, AgentStatus};
 use deployclaw::db::AgentId;
@@ -217,7 +217,7 @@ async fn a_container_deleted_behind_our_back_is_recreated_and_orphans_are_report
 async fn a_platform_restarted_mid_deploy_finishes_the_job() {
     let s = setup(3).await;
     let agent = deployed(&s, "midway").await;
-    assert_eq!(status(&s, &agent).await, AgentStatus::Provisioning, "deploy returns before the health check");
+    assert_eq!(status(&s, &agent).await, AgentStatus::Starting, "deploy returns before the health check");
     // The server stops here; a new one starts on the same database and runtime, with a fresh reconciler.
     let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
     let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(3));
@@ -229,5 +229,150 @@ async fn a_platform_restarted_mid_deploy_finishes_the_job() {
     let again = Reconciler::new(restarted.clone(), Policy::default());
     assert_eq!(again.pass().await.unwrap().recreated, vec![agent.id]);
     restarted.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+async fn exited(s: &Setup, agent: &deployclaw::db::agents::Agent) {
+    let name = hardening::names(agent.client_id, agent.id).container;
+    wait_until("exited", Duration::from_secs(10), async || {
+        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_runtime_event_brings_a_crashed_agent_back_without_waiting_for_the_next_pass() {
+    let s = setup(4).await;
+    let agent = deployed(&s, "evented").await;
+    let ip = address(&s, &agent, 4);
+    let policy = Policy { backoff: Duration::ZERO, max_backoff: Duration::ZERO, ..Policy::default() };
+    let reconciler = Reconciler::new(s.agents.clone(), policy);
+    until_running(&s, &reconciler, &agent, "healthy").await;
+    // Periodic passes once an hour: only the runtime's `die` event can explain a prompt restart. The first
+    // pass runs at once; give the watcher a moment to subscribe before the crash.
+    let task = tokio::spawn(reconciler.clone().run(Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crash(ip).await;
+    wait_until("restarted by the event", Duration::from_secs(15), async || {
+        agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap().restart_count == 1
+    })
+    .await;
+    task.abort();
+    s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_crash_record_survives_a_platform_restart_and_one_exit_counts_once() {
+    let s = setup(5).await;
+    let agent = deployed(&s, "remembered").await;
+    let ip = address(&s, &agent, 5);
+    let slow = Policy {
+        backoff: Duration::from_secs(600),
+        max_backoff: Duration::from_secs(600),
+        max_crashes: 2,
+        window: Duration::from_secs(600),
+    };
+    let first = Reconciler::new(s.agents.clone(), slow);
+    until_running(&s, &first, &agent, "healthy").await;
+    crash(ip).await;
+    exited(&s, &agent).await;
+    assert!(first.pass().await.unwrap().restarted.is_empty(), "waiting out a 10-minute backoff");
+    let counted = agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap();
+    assert_eq!(counted.recent_crashes.0.len(), 1);
+    assert_eq!(counted.status, AgentStatus::Starting);
+    assert!(counted.status_reason.as_deref().unwrap().contains("restarting in 600 s"), "{counted:?}");
+
+    // A new platform process: same exit, not counted again, still waiting (not restarted at once either).
+    let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
+    let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(5));
+    let second = Reconciler::new(restarted.clone(), slow);
+    for _ in 0..3 {
+        assert_eq!(second.pass().await.unwrap(), Default::default());
+    }
+    assert_eq!(agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap().recent_crashes.0.len(), 1);
+
+    // With no backoff the next instance restarts it; the next exit is the second within the window: a loop.
+    let quick = Policy { backoff: Duration::ZERO, max_backoff: Duration::ZERO, ..slow };
+    let third = Reconciler::new(restarted.clone(), quick);
+    assert_eq!(third.pass().await.unwrap().restarted, vec![agent.id]);
+    until_running(&s, &third, &agent, "healthy after the restart").await;
+    crash(ip).await;
+    exited(&s, &agent).await;
+    assert_eq!(third.pass().await.unwrap().crash_looping, vec![agent.id]);
+    let now = agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap();
+    assert_eq!((now.status, now.restart_count), (AgentStatus::Error, 1));
+    restarted.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn stops_and_deletes_cut_short_by_a_platform_restart_are_finished_at_startup() {
+    let s = setup(6).await;
+    let stopping = deployed(&s, "half-stopped").await;
+    let deleting = deployed(&s, "half-deleted").await;
+    for (agent, state) in [(&stopping, AgentStatus::Stopping), (&deleting, AgentStatus::Deleting)] {
+        // What the database holds when the platform died right after recording the transition.
+        agents::set_runtime_state(&s.t.db, agent.client_id, agent.id, state, agent.container_id.as_deref(), None, None)
+            .await
+            .unwrap();
+    }
+    let reconciler = Reconciler::new(s.agents.clone(), Policy::default());
+    let mut finished = reconciler.pass().await.unwrap().finished;
+    finished.sort();
+    let mut expected = vec![stopping.id, deleting.id];
+    expected.sort();
+    assert_eq!(finished, expected);
+    let stopped = agents::get(&s.t.db, stopping.client_id, stopping.id).await.unwrap();
+    assert_eq!(stopped.status, AgentStatus::Stopped);
+    let name = hardening::names(stopping.client_id, stopping.id).container;
+    assert!(!s.runtime.inspect_container(&name).await.unwrap().unwrap().running, "its container is stopped");
+    assert!(agents::get(&s.t.db, deleting.client_id, deleting.id).await.is_err(), "the record is gone");
+    let gone = hardening::names(deleting.client_id, deleting.id).container;
+    assert!(s.runtime.inspect_container(&gone).await.unwrap().is_none(), "and so is its container");
+    assert!(reconciler.pass().await.unwrap().finished.is_empty(), "only the first pass finishes transitions");
+    s.agents.remove(Actor::Platform, stopping.client_id, stopping.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn new_settings_recreate_a_running_agent_and_a_restart_keeps_its_container() {
+    let s = setup(7).await;
+    let agent = deployed(&s, "tuned").await;
+    let reconciler = Reconciler::new(s.agents.clone(), Policy::default());
+    until_running(&s, &reconciler, &agent, "healthy").await;
+    let name = hardening::names(agent.client_id, agent.id).container;
+    let before = s.runtime.inspect_container(&name).await.unwrap().unwrap().id;
+
+    let template = hardening::template("test-agent").unwrap();
+    let settings = AgentSettings::parse_form(template, "96", "500", "GREETING=hello").unwrap();
+    let updated = s.agents.update_settings(Actor::Platform, agent.client_id, agent.id, settings, &ctx()).await.unwrap();
+    assert_eq!(updated.status, AgentStatus::Starting, "applied at once");
+    let after = s.runtime.inspect_container(&name).await.unwrap().unwrap().id;
+    assert_ne!(before, after, "a new container");
+    // What the runtime recorded, straight from its API.
+    let endpoint = deployclaw::runtime::connect(None).await.unwrap().endpoint().to_string();
+    let docker =
+        bollard::Docker::connect_with_unix(endpoint.trim_start_matches("unix://"), 30, bollard::API_DEFAULT_VERSION)
+            .unwrap();
+    let c = docker.inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
+    let host = c.host_config.unwrap();
+    assert_eq!(host.memory, Some(96 * 1024 * 1024));
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    let env = c.config.unwrap().env.unwrap_or_default();
+    assert!(env.contains(&"GREETING=hello".to_string()), "{env:?}");
+    until_running(&s, &reconciler, &agent, "healthy with its new settings").await;
+
+    // A restart stops and starts the same container; the customer sees it starting, then running.
+    let restarted = s.agents.restart(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    assert_eq!(restarted.status, AgentStatus::Starting);
+    assert_eq!(s.runtime.inspect_container(&name).await.unwrap().unwrap().id, after, "same container");
+    until_running(&s, &reconciler, &agent, "healthy after the restart").await;
+    let events = audit::recent(&s.t.db, agent.client_id, None, 100).await.unwrap();
+    let settings_event = events.iter().find(|e| e.action_type == "agent.settings_updated").expect("audited");
+    assert_eq!(settings_event.metadata.0["changed"], serde_json::json!(["memory_mib", "cpu_millis", "env:GREETING"]));
+    assert!(!settings_event.metadata.0.to_string().contains("hello"), "names, never values");
+    assert!(events.iter().any(|e| e.action_type == "agent.restarted"));
+    s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
     s.t.cleanup().await;
 }
