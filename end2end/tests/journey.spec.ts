@@ -188,12 +188,28 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   await expect(page.getByTestId("logs")).toContainText("listening on 0.0.0.0:8080");
   await expect(page.getByTestId("metrics").locator("svg")).toHaveCount(3);
   await screenshot(page, "agent-detail");
+  // Settings: a bad value is refused with its reason; a good one applies at once (a new container).
+  await page.getByLabel("Environment variables").fill("DB_PASSWORD=hunter2");
+  await page.getByTestId("save-settings").click();
+  await expect(page.getByRole("alert")).toContainText("store it as a credential");
+  await page.getByLabel("Memory (MiB)").fill("96");
+  await page.getByLabel("Environment variables").fill("GREETING=hello");
+  await page.getByTestId("save-settings").click();
+  await expect(page.getByTestId("settings-saved")).toBeVisible();
+  await expect(page.getByTestId("detail-state")).toHaveText("Running · healthy", { timeout: 30_000 });
+  await expect(page.getByLabel("Memory (MiB)")).toHaveValue("96");
+  // Restart in place: starting, then healthy again, without a reload.
+  await page.getByRole("button", { name: "Restart" }).click();
+  await expect(page.getByTestId("detail-state")).toHaveText("Starting…");
+  await expect(page.getByTestId("detail-state")).toHaveText("Running · healthy", { timeout: 30_000 });
+  await expect(page.getByTestId("detail-reason")).toHaveCount(0);
   await page.getByRole("link", { name: "← All agents" }).click();
   await row.getByRole("button", { name: "Stop agent probe" }).click();
   await expect(row.getByTestId("agent-state")).toHaveText("Stopped");
   await row.getByRole("button", { name: "Delete agent probe" }).click();
   await expect(row).toHaveCount(0);
-  expect(problems).toEqual([]);
+  // The one refused settings save is answered 400, which the browser logs; nothing else may appear.
+  expect(problems).toEqual(["Failed to load resource: the server responded with a status of 400 (Bad Request)"]);
 });
 
 test("a real OpenClaw gateway deploys, becomes healthy, restarts and is deleted", async ({ page }) => {

@@ -13,12 +13,14 @@ pub struct AgentRow {
     pub id: String,
     pub name: String,
     pub template: String,
-    /// `stopped`, `provisioning`, `running`, `error`, `deleting`.
+    /// `provisioning`, `starting`, `running`, `stopping`, `stopped`, `error`, `deleting`.
     pub status: String,
     pub deployed: bool,
     /// Why it is in `error`, or what it is doing.
     pub reason: Option<String>,
     pub created_at: String,
+    /// How often the platform restarted it after it exited.
+    pub restarts: i32,
 }
 
 #[cfg(feature = "ssr")]
@@ -32,6 +34,7 @@ impl From<deployclaw::db::agents::Agent> for AgentRow {
             status: a.status.as_str().to_string(),
             reason: a.status_reason,
             created_at: a.created_at.to_rfc3339(),
+            restarts: a.restart_count,
         }
     }
 }
@@ -70,7 +73,8 @@ pub async fn list_agents() -> Result<Vec<AgentRow>, AppError> {
         let mut rows = Vec::with_capacity(agents.len());
         for a in agents {
             // A deploying agent is asked once (bounded) whether it answers yet.
-            let a = if a.status == deployclaw::db::agents::AgentStatus::Provisioning {
+            use deployclaw::db::agents::AgentStatus;
+            let a = if matches!(a.status, AgentStatus::Provisioning | AgentStatus::Starting) {
                 caller.platform.agents().check_health(user.client_id, a.id).await?
             } else {
                 a
@@ -124,6 +128,44 @@ pub async fn stop_agent(agent_id: String) -> Result<AgentRow, AppError> {
     .await
 }
 
+/// Restarts a deployed agent's container in place (owner or admin; fresh second factor).
+#[server(prefix = "/api/fn", endpoint = "restart_agent")]
+pub async fn restart_agent(agent_id: String) -> Result<AgentRow, AppError> {
+    respond(async {
+        let caller = Caller::current().await?;
+        let user = caller.require_fresh(Access::ManagesClient).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let actor = deployclaw::audit::Actor::User(user.id);
+        Ok(AgentRow::from(caller.platform.agents().restart(actor, user.client_id, id, &caller.ctx).await?))
+    })
+    .await
+}
+
+/// Changes an agent's settings (owner or admin; fresh second factor): memory in MiB and CPU in thousandths of
+/// a core (empty = the template's default), and plain `NAME=value` environment lines. A running agent gets a
+/// new container with them at once.
+#[server(prefix = "/api/fn", endpoint = "update_agent_settings")]
+pub async fn update_agent_settings(
+    agent_id: String,
+    memory_mib: String,
+    cpu_millis: String,
+    environment: String,
+) -> Result<AgentRow, AppError> {
+    respond(async {
+        use deployclaw::agents::AgentSettings;
+        let caller = Caller::current().await?;
+        let user = caller.require_fresh(Access::ManagesClient).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let agents = caller.platform.agents();
+        let agent = agents.get(user.client_id, id).await?;
+        let template = deployclaw::runtime::hardening::template(&agent.template).ok_or(AppError::NotFound)?;
+        let settings = AgentSettings::parse_form(template, &memory_mib, &cpu_millis, &environment)?;
+        let actor = deployclaw::audit::Actor::User(user.id);
+        Ok(AgentRow::from(agents.update_settings(actor, user.client_id, id, settings, &caller.ctx).await?))
+    })
+    .await
+}
+
 /// Deletes an agent: its container, network, state volume and credentials (owner or admin; fresh second factor).
 #[server(prefix = "/api/fn", endpoint = "delete_agent")]
 pub async fn delete_agent(agent_id: String) -> Result<(), AppError> {
@@ -136,6 +178,18 @@ pub async fn delete_agent(agent_id: String) -> Result<(), AppError> {
         Ok(())
     })
     .await
+}
+
+/// An agent's settings as the form shows them: empty means the template's default (given alongside).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub memory_mib: String,
+    pub cpu_millis: String,
+    /// `NAME=value` lines.
+    pub environment: String,
+    pub default_memory_mib: u64,
+    pub min_memory_mib: u64,
+    pub max_memory_mib: u32,
 }
 
 /// One resource sample.
@@ -152,6 +206,7 @@ pub struct MetricView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentPage {
     pub agent: AgentRow,
+    pub settings: SettingsView,
     pub metrics: Vec<MetricView>,
     pub logs: Vec<String>,
 }
@@ -176,7 +231,17 @@ pub async fn agent_detail(agent_id: String) -> Result<AgentPage, AppError> {
                 pids: m.pids,
             })
             .collect();
-        Ok(AgentPage { agent: AgentRow::from(agent), metrics, logs })
+        let template = deployclaw::runtime::hardening::template(&agent.template).ok_or(AppError::NotFound)?;
+        let stored = deployclaw::agents::AgentSettings::from_config(&agent.config)?;
+        let settings = SettingsView {
+            memory_mib: stored.memory_mib.map(|m| m.to_string()).unwrap_or_default(),
+            cpu_millis: stored.cpu_millis.map(|c| c.to_string()).unwrap_or_default(),
+            environment: stored.environment.iter().map(|(k, v)| format!("{k}={v}\n")).collect(),
+            default_memory_mib: template.default_memory_bytes / 1_048_576,
+            min_memory_mib: template.min_memory_bytes / 1_048_576,
+            max_memory_mib: deployclaw::agents::settings::MAX_MEMORY_MIB,
+        };
+        Ok(AgentPage { agent: AgentRow::from(agent), settings, metrics, logs })
     })
     .await
 }

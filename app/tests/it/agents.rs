@@ -78,3 +78,44 @@ async fn deploy_reaches_healthy_then_stop_and_delete_clean_up_everything() {
     assert!(rows.is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn settings_are_validated_stored_and_shown_back_without_secrets() {
+    let app = TestApp::spawn().await;
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let b = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let res = app.call("create_agent", Some(&b.cookie), &[("name", "tuned"), ("template", "openclaw")]).await;
+    let agent: serde_json::Value = res.json().await.unwrap();
+    let id = agent["id"].as_str().unwrap().to_string();
+    let save = |memory: &'static str, env: &'static str| {
+        let (app, cookie, id) = (&app, b.cookie.clone(), id.clone());
+        async move {
+            app.call(
+                "update_agent_settings",
+                Some(&cookie),
+                &[("agent_id", &id), ("memory_mib", memory), ("cpu_millis", ""), ("environment", env)],
+            )
+            .await
+        }
+    };
+    // Refused, with a reason the customer can act on, and nothing stored.
+    for (memory, env, expected) in [
+        ("256", "", "between 1024 and 8192 MiB"),
+        ("", "HTTPS_PROXY=http://elsewhere:8080", "set by DeployClaw"),
+        ("", "OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrst", "store it as a credential"),
+    ] {
+        let res = save(memory, env).await;
+        assert_eq!(res.status(), 400);
+        let body = res.text().await.unwrap();
+        assert!(body.contains(expected), "{body}");
+        assert!(!body.contains("abcdefghijklmnopqrst"), "the refused secret is not echoed: {body}");
+    }
+    let res = save("2048", "LOG_LEVEL=debug\nGREETING=hello").await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let page: serde_json::Value =
+        app.call("agent_detail", Some(&b.cookie), &[("agent_id", &id)]).await.json().await.unwrap();
+    assert_eq!(page["settings"]["memory_mib"], "2048");
+    assert_eq!(page["settings"]["environment"], "GREETING=hello\nLOG_LEVEL=debug\n");
+    assert_eq!(page["settings"]["default_memory_mib"], 1024);
+    assert_eq!(page["agent"]["status"], "stopped", "a configured agent is not started by saving settings");
+}

@@ -220,6 +220,33 @@ fn table() -> Vec<Row> {
             },
         },
         Row {
+            endpoint: "restart_agent",
+            args: |w, _| vec![("agent_id".into(), w.agent.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "update_agent_settings",
+            args: |w, _| {
+                vec![
+                    ("agent_id".into(), w.agent.clone()),
+                    ("memory_mib".into(), String::new()),
+                    ("cpu_millis".into(), "500".into()),
+                    ("environment".into(), "LOG_LEVEL=debug".into()),
+                ]
+            },
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
             endpoint: "stop_agent",
             args: |w, _| vec![("agent_id".into(), w.agent.clone())],
             expect: |who| match who {

@@ -1,15 +1,44 @@
-//! One agent: its state, resource use over the last 10 minutes (small SVG charts), its last log lines, and its
-//! actions. Refreshes every 5 seconds.
+//! One agent: its state, resource use over the last 10 minutes (small SVG charts), its last log lines, its
+//! settings, and its actions. Refreshes every 2 seconds while it changes state, else every 5.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::agents::{agent_detail, AgentPage, DeployAgent, MetricView, StopAgent};
+use crate::api::agents::{
+    agent_detail, AgentPage, DeployAgent, MetricView, RestartAgent, SettingsView, StopAgent, UpdateAgentSettings,
+};
 use crate::api::AppError;
 use crate::components::{ConfirmTwoFactor, ErrorNotice};
 
-use super::agents::status_label;
+use super::agents::{in_transition, status_label};
+
+/// The page's actions, passed down together.
+#[derive(Clone, Copy)]
+struct Actions {
+    deploy: ServerAction<DeployAgent>,
+    stop: ServerAction<StopAgent>,
+    restart: ServerAction<RestartAgent>,
+    settings: ServerAction<UpdateAgentSettings>,
+}
+
+impl Actions {
+    fn errors(&self) -> [Option<AppError>; 4] {
+        [
+            self.deploy.value().get().and_then(Result::err),
+            self.stop.value().get().and_then(Result::err),
+            self.restart.value().get().and_then(Result::err),
+            self.settings.value().get().and_then(Result::err),
+        ]
+    }
+
+    fn clear(&self) {
+        self.deploy.value().set(None);
+        self.stop.value().set(None);
+        self.restart.value().set(None);
+        self.settings.value().set(None);
+    }
+}
 
 /// Points for an SVG polyline of `values` in a `w` x `h` box, scaled to `max` (at least 1).
 pub fn sparkline(values: &[f64], w: f64, h: f64, max: f64) -> String {
@@ -54,40 +83,58 @@ fn Chart(title: &'static str, unit: &'static str, values: Vec<f64>, max: f64) ->
 pub fn AgentDetailPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let deploy = ServerAction::<DeployAgent>::new();
-    let stop = ServerAction::<StopAgent>::new();
+    let actions = Actions {
+        deploy: ServerAction::<DeployAgent>::new(),
+        stop: ServerAction::<StopAgent>::new(),
+        restart: ServerAction::<RestartAgent>::new(),
+        settings: ServerAction::<UpdateAgentSettings>::new(),
+    };
     let tick = RwSignal::new(0u32);
     let detail = Resource::new(
-        move || (id(), tick.get(), deploy.version().get(), stop.version().get()),
-        |(id, _, _, _)| agent_detail(id),
+        move || {
+            let a = actions;
+            (
+                id(),
+                tick.get(),
+                a.deploy.version().get(),
+                a.stop.version().get(),
+                a.restart.version().get(),
+                a.settings.version().get(),
+            )
+        },
+        |(id, ..)| agent_detail(id),
     );
-    // Refresh every 5 s while the page is open (bounded: one hour).
+    // Refresh while the page is open: every 2 s while the agent changes state, else every 5 s (bounded).
     Effect::new(move |_| {
-        let _ = detail.get();
-        if tick.get_untracked() < 720 {
-            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(5));
+        let busy = detail.get().and_then(Result::ok).is_some_and(|d| in_transition(&d.agent));
+        if tick.get_untracked() < 1800 {
+            let every = if busy { 2 } else { 5 };
+            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(every));
         }
     });
-    let needs_2fa = move || {
-        matches!(deploy.value().get(), Some(Err(AppError::TwoFactorRequired)))
-            || matches!(stop.value().get(), Some(Err(AppError::TwoFactorRequired)))
+    let needs_2fa = move || actions.errors().iter().flatten().any(|e| *e == AppError::TwoFactorRequired);
+    let other_error = move || {
+        actions
+            .errors()
+            .into_iter()
+            .flatten()
+            .find(|e| *e != AppError::TwoFactorRequired)
+            .map(|error| view! { <ErrorNotice error /> })
     };
-    let clear = move |_| {
-        deploy.value().set(None);
-        stop.value().set(None);
-    };
+    let clear = move |_| actions.clear();
     view! {
         <Title text="Agent" />
         <p><a href="/dashboard/agents">"← All agents"</a></p>
         <Show when=needs_2fa>
             <ConfirmTwoFactor on_done=clear />
         </Show>
+        {other_error}
         <Suspense fallback=|| view! { <p class="muted">"Loading the agent…"</p> }>
             {move || {
                 detail
                     .get()
                     .map(|result| match result {
-                        Ok(d) => view! { <Detail detail=d deploy stop /> }.into_any(),
+                        Ok(d) => view! { <Detail detail=d actions /> }.into_any(),
                         Err(error) => view! { <ErrorNotice error /> }.into_any(),
                     })
             }}
@@ -96,11 +143,14 @@ pub fn AgentDetailPage() -> impl IntoView {
 }
 
 #[component]
-fn Detail(detail: AgentPage, deploy: ServerAction<DeployAgent>, stop: ServerAction<StopAgent>) -> impl IntoView {
+fn Detail(detail: AgentPage, actions: Actions) -> impl IntoView {
+    let Actions { deploy, stop, restart, settings } = actions;
     let a = detail.agent;
     let label = status_label(&a);
-    let running = matches!(a.status.as_str(), "running" | "provisioning");
+    let running = matches!(a.status.as_str(), "running" | "starting" | "provisioning");
+    let busy = in_transition(&a) || deploy.pending().get_untracked();
     let id = a.id.clone();
+    let restart_id = a.id.clone();
     let series = |f: fn(&MetricView) -> f64| detail.metrics.iter().map(f).collect::<Vec<f64>>();
     let (cpu, mem, pids) = (series(|m| m.cpu_percent), series(|m| m.memory_mib), series(|m| m.pids as f64));
     let mem_max = mem.iter().copied().fold(64.0, f64::max);
@@ -111,15 +161,27 @@ fn Detail(detail: AgentPage, deploy: ServerAction<DeployAgent>, stop: ServerActi
             <p class="lead">
                 <span class="badge" data-testid="detail-state">{label}</span>
                 " · template " {a.template.clone()}
-                {a.reason.clone().map(|r| view! { " · " <span class="muted">{r}</span> })}
+                {a.reason.clone().map(|r| view! { " · " <span class="muted" data-testid="detail-reason">{r}</span> })}
+                {(a.restarts > 0).then(|| view! { " · " <span data-testid="restarts">{format!("restarted {} time(s) after exiting", a.restarts)}</span> })}
             </p>
         </header>
         <section class="card" aria-labelledby="actions-title">
             <h2 id="actions-title" class="visually-hidden">"Actions"</h2>
             {if running {
                 view! {
-                    <button type="button" class="button secondary" on:click=move |_| { stop.dispatch(StopAgent { agent_id: id.clone() }); }>
+                    <button type="button" class="button secondary" disabled=busy on:click=move |_| { stop.dispatch(StopAgent { agent_id: id.clone() }); }>
                         "Stop"
+                    </button>
+                    " "
+                    <button
+                        type="button"
+                        class="button secondary"
+                        disabled=move || busy || restart.pending().get()
+                        on:click=move |_| {
+                            restart.dispatch(RestartAgent { agent_id: restart_id.clone() });
+                        }
+                    >
+                        "Restart"
                     </button>
                 }
                     .into_any()
@@ -143,12 +205,62 @@ fn Detail(detail: AgentPage, deploy: ServerAction<DeployAgent>, stop: ServerActi
                 <Chart title="Processes" unit="" values=pids max=pids_max />
             </div>
         </section>
+        <SettingsForm agent_id=a.id.clone() current=detail.settings action=settings deployed=a.deployed />
         <section class="card" aria-labelledby="logs-title">
             <h2 id="logs-title">"Recent log lines"</h2>
             <p class="muted">"Secrets are scrubbed before they are shown."</p>
             <pre class="logs" data-testid="logs" tabindex="0">
                 {if detail.logs.is_empty() { "No log lines yet.".to_string() } else { detail.logs.join("\n") }}
             </pre>
+        </section>
+    }
+}
+
+/// Memory, CPU and plain environment variables. Saving applies them at once to a running agent (a new
+/// container with the same state volume).
+#[component]
+fn SettingsForm(
+    agent_id: String,
+    current: SettingsView,
+    action: ServerAction<UpdateAgentSettings>,
+    deployed: bool,
+) -> impl IntoView {
+    let saved = move || matches!(action.value().get(), Some(Ok(_)));
+    view! {
+        <section class="card" aria-labelledby="settings-title">
+            <h2 id="settings-title">"Settings"</h2>
+            <ActionForm action=action attr:class="stack-form" attr:data-testid="settings-form">
+                <input type="hidden" name="agent_id" value=agent_id />
+                <label for="settings-memory">"Memory (MiB)"</label>
+                <input
+                    id="settings-memory"
+                    name="memory_mib"
+                    inputmode="numeric"
+                    value=current.memory_mib
+                    placeholder=format!("{} (default)", current.default_memory_mib)
+                    aria-describedby="settings-memory-help"
+                />
+                <p id="settings-memory-help" class="muted small">
+                    {format!("Between {} and {} MiB. The agent is stopped if it uses more.", current.min_memory_mib, current.max_memory_mib)}
+                </p>
+                <label for="settings-cpu">"CPU (thousandths of a core)"</label>
+                <input id="settings-cpu" name="cpu_millis" inputmode="numeric" value=current.cpu_millis placeholder="1000 (one core)" />
+                <label for="settings-env">"Environment variables"</label>
+                <textarea id="settings-env" name="environment" rows="4" spellcheck="false" aria-describedby="settings-env-help" placeholder="LOG_LEVEL=info">
+                    {current.environment}
+                </textarea>
+                <p id="settings-env-help" class="muted small">
+                    "One NAME=value per line. These are stored unencrypted: put keys and passwords under Credentials instead (values that look like secrets are refused)."
+                </p>
+                <button type="submit" class="button" data-testid="save-settings" disabled=move || action.pending().get()>
+                    {if deployed { "Save and apply" } else { "Save" }}
+                </button>
+                <Show when=saved>
+                    <p class="muted" role="status" data-testid="settings-saved">
+                        {if deployed { "Saved. A running agent restarts with the new settings." } else { "Saved. Used at the next deploy." }}
+                    </p>
+                </Show>
+            </ActionForm>
         </section>
     }
 }

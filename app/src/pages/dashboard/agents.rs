@@ -7,12 +7,19 @@ use crate::api::agents::{list_agents, AgentRow, CreateAgent, DeleteAgent, Deploy
 use crate::api::AppError;
 use crate::components::{reset_on_success, ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 
+/// Whether an agent is between two states (its page and the list poll faster while one is).
+pub fn in_transition(a: &AgentRow) -> bool {
+    matches!(a.status.as_str(), "provisioning" | "starting" | "stopping" | "deleting")
+}
+
 /// "Not deployed yet" for an agent with no container; otherwise its lifecycle state.
 pub fn status_label(a: &AgentRow) -> &'static str {
     match (a.deployed, a.status.as_str()) {
         (false, "stopped") => "Not deployed yet",
         (_, "running") => "Running · healthy",
-        (_, "provisioning") => "Starting…",
+        (_, "provisioning") => "Setting up…",
+        (_, "starting") => "Starting…",
+        (_, "stopping") => "Stopping…",
         (_, "stopped") => "Stopped",
         (_, "error") => "Error",
         (_, "deleting") => "Deleting",
@@ -28,7 +35,8 @@ pub fn AgentsPage() -> impl IntoView {
     let delete = ServerAction::<DeleteAgent>::new();
     let deploy = ServerAction::<DeployAgent>::new();
     let stop = ServerAction::<StopAgent>::new();
-    // Polled while an agent is starting, so its state changes without a reload (at most every 2 s, 5 minutes).
+    // Polled so states change without a reload: every 2 s while an agent is between two states, else every
+    // 10 s (bounded: 720 polls).
     let tick = RwSignal::new(0u32);
     let agents = Resource::new(
         move || {
@@ -37,10 +45,10 @@ pub fn AgentsPage() -> impl IntoView {
         |_| list_agents(),
     );
     Effect::new(move |_| {
-        let starting =
-            agents.get().and_then(Result::ok).is_some_and(|rows| rows.iter().any(|a| a.status == "provisioning"));
-        if starting && tick.get_untracked() < 150 {
-            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(2));
+        let busy = agents.get().and_then(Result::ok).is_some_and(|rows| rows.iter().any(in_transition));
+        if tick.get_untracked() < 720 {
+            let every = if busy { 2 } else { 10 };
+            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(every));
         }
     });
     let errors = move || {
@@ -140,7 +148,7 @@ fn AgentTable(
                             "error" => "badge bad",
                             _ => "badge",
                         };
-                        let can_stop = matches!(a.status.as_str(), "running" | "provisioning");
+                        let can_stop = matches!(a.status.as_str(), "running" | "starting" | "provisioning");
                         view! {
                             <tr data-testid="agent-row">
                                 <td><a href=format!("/dashboard/agents/{}", a.id)><strong>{a.name.clone()}</strong></a></td>
