@@ -81,6 +81,7 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(super::audit_export::PATH, get(super::audit_export::export_audit))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
