@@ -429,7 +429,9 @@ pub enum DeliveryError {
     Io(std::io::ErrorKind),
     #[error("destination settings: {0}")]
     Settings(String),
-    #[error("reading events failed")]
+    #[error("another forwarder took this destination over")]
+    LeaseLost,
+    #[error("the platform's database failed")]
     Db(#[from] DbError),
 }
 
@@ -461,6 +463,8 @@ pub async fn run(db: Db, settings: ForwarderSettings, shutdown: impl std::future
                 }
             };
             let now = tokio::time::Instant::now();
+            // Forget the backoff of destinations that were deleted or paused.
+            backoff.retain(|id, _| due.iter().any(|d| d.id == *id));
             let due: Vec<Destination> = due
                 .into_iter()
                 .filter(|d| backoff.get(&d.id).and_then(|b| b.next).is_none_or(|next| next <= now))
@@ -646,7 +650,7 @@ async fn advance(
     to: AuditEventId,
     settings: &ForwarderSettings,
     owner: Uuid,
-) -> Result<(), DbError> {
+) -> Result<(), DeliveryError> {
     let now = crate::db::now();
     let until = now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(60));
     let sql = "UPDATE siem_destinations SET cursor_event_id = $1, last_delivered_at = $2, lease_until = $3 \
@@ -660,11 +664,12 @@ async fn advance(
         .bind(from.0)
         .bind(owner)
         .execute(p)
-        .await?
+        .await
+        .map_err(DbError::from)?
         .rows_affected());
     if moved == 0 {
         // Another forwarder took over (our lease ran out): stop; it continues from the stored cursor.
-        return Err(DbError::Conflict("the destination's lease was lost".into()));
+        return Err(DeliveryError::LeaseLost);
     }
     Ok(())
 }

@@ -581,3 +581,26 @@ db_test!(destinations_are_validated_and_scoped_to_their_client, |t| {
     siem::delete(&t.db, acme, d.id).await.unwrap();
     assert!(siem::list(&t.db, acme).await.unwrap().is_empty());
 });
+
+db_test!(a_destination_leased_by_another_forwarder_is_left_to_it_until_the_lease_runs_out, |t| {
+    let acme = new_client(&t.db, "acme").await.id;
+    let events = append_events(&t.db, acme, 5, None).await;
+    let receiver = SyslogReceiver::start("127.0.0.1:0".parse().unwrap(), None).await;
+    let d = siem::create(&t.db, acme, syslog(Kind::SyslogTcp, receiver.addr.port(), None)).await.unwrap();
+    let lease = |until: &str| {
+        format!(
+            "UPDATE siem_destinations SET lease_owner = {}, lease_until = '{until}'",
+            t.literal_uuid(uuid::Uuid::now_v7())
+        )
+    };
+    // Times as each backend stores them (RFC 3339 text on SQLite).
+    t.raw_execute(&lease("2999-01-01T00:00:00+00:00")).await.unwrap();
+    let other = siem::forward(&t.db, &d, &test_settings(), uuid::Uuid::now_v7()).await.unwrap();
+    assert_eq!(other, siem::Delivered { events: 0, leased: false });
+    assert_eq!(receiver.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    t.raw_execute(&lease("2000-01-01T00:00:00+00:00")).await.unwrap();
+    let ours = siem::forward(&t.db, &d, &test_settings(), uuid::Uuid::now_v7()).await.unwrap();
+    assert_eq!(ours, siem::Delivered { events: 5, leased: true });
+    assert_eq!(siem::get(&t.db, acme, d.id).await.unwrap().cursor, events.last().unwrap().id);
+});
