@@ -136,6 +136,9 @@ async fn bad_requests_get_a_clear_400() {
         let message = body["Invalid"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{query}: {body}");
     }
+    // HEAD would record an export that sends nothing: refused.
+    let head = app.client.head(app.url(&export_path("csv"))).header("cookie", &browser.cookie).send().await.unwrap();
+    assert_eq!(head.status(), 405);
     let trail = audit::recent(app.platform.db(), owner.client_id, None, 50).await.unwrap();
     assert!(trail.iter().all(|e| e.action_type != "audit.exported"), "refused exports are not exports");
     app.stop().await;
