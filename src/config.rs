@@ -55,6 +55,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub log: LogConfig,
+    pub siem: SiemConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
 }
@@ -66,6 +67,15 @@ pub struct RuntimeConfig {
     pub docker_host: Option<String>,
     /// The private IPv4 block agent networks are cut from, one /28 each.
     pub network_pool: crate::runtime::subnets::Pool,
+}
+
+/// Forwarding audit events to customers' SIEMs.
+#[derive(Debug, Clone, Default)]
+pub struct SiemConfig {
+    /// Whether customer-configured destinations may be on loopback, private, link-local or other
+    /// non-public addresses. Off by default: a destination is then a way into our own network (SSRF).
+    /// Tests turn it on to use 127.0.0.1; a self-hosted operator may turn it on for an internal SIEM.
+    pub allow_private_destinations: bool,
 }
 
 /// Sign-in settings.
@@ -200,6 +210,15 @@ struct RawConfig {
     auth: RawAuth,
     runtime: RawRuntime,
     log: RawLog,
+    #[serde(default)]
+    siem: RawSiem,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiem {
+    #[serde(default)]
+    allow_private_destinations: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +303,7 @@ impl Default for RawConfig {
             auth: RawAuth { code_ttl_minutes: 10 },
             runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into() },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
+            siem: RawSiem::default(),
         }
     }
 }
@@ -520,6 +540,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
         runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool },
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
+        siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
         sources,
     })
 }
@@ -756,6 +777,15 @@ mod tests {
         }
         let err = load(&[("DEPLOYCLAW_RUNTIME__DOCKER_HOST", "tcp://10.0.0.1:2375")]).unwrap_err().to_string();
         assert!(err.contains("runtime.docker_host"), "{err}");
+    }
+
+    #[test]
+    fn siem_destinations_are_public_only_unless_switched_on() {
+        assert!(!load(&[]).unwrap().siem.allow_private_destinations);
+        let c = load(&[("DEPLOYCLAW_SIEM__ALLOW_PRIVATE_DESTINATIONS", "true")]).unwrap();
+        assert!(c.siem.allow_private_destinations);
+        let err = load(&[("DEPLOYCLAW_SIEM__ALLOW_PRIVATE_DESTINATIONS", "maybe")]).unwrap_err().to_string();
+        assert!(err.contains("siem.allow_private_destinations"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The server around the platform core (only with feature `ssr`): command line, telemetry, security
 //! headers, the axum router, and graceful shutdown.
 
+pub mod audit_export;
 mod cli;
 pub mod headers;
 pub mod router;

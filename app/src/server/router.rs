@@ -81,6 +81,11 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // HEAD is refused rather than answered by the GET handler: it would record an export nobody received.
+        .route(
+            super::audit_export::PATH,
+            get(super::audit_export::export_audit).head(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

@@ -4,6 +4,7 @@
 mod support;
 
 mod agents;
+mod audit_export;
 mod auth;
 mod authz;
 mod binary;
