@@ -54,6 +54,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
@@ -66,6 +67,19 @@ pub struct RuntimeConfig {
     pub docker_host: Option<String>,
     /// The private IPv4 block agent networks are cut from, one /28 each.
     pub network_pool: crate::runtime::subnets::Pool,
+}
+
+/// The audit trail: checkpoints and retention (docs/audit.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// How long events are kept when a client has no override (days, 1 to 3650; default 90).
+    pub retention_days: u32,
+    /// The most a client's override may keep (days, at least `retention_days`, at most 3650).
+    pub max_retention_days: u32,
+    /// How often every chain head that moved is signed (default 5 minutes).
+    pub checkpoint_interval: Duration,
+    /// How often retention runs (default daily).
+    pub retention_interval: Duration,
 }
 
 /// Sign-in settings.
@@ -199,7 +213,17 @@ struct RawConfig {
     mail: RawMail,
     auth: RawAuth,
     runtime: RawRuntime,
+    audit: RawAudit,
     log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retention_days: u32,
+    max_retention_days: u32,
+    checkpoint_interval_secs: u64,
+    retention_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +307,12 @@ impl Default for RawConfig {
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             auth: RawAuth { code_ttl_minutes: 10 },
             runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into() },
+            audit: RawAudit {
+                retention_days: 90,
+                max_retention_days: 3650,
+                checkpoint_interval_secs: 300,
+                retention_interval_secs: 86_400,
+            },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
         }
     }
@@ -498,6 +528,8 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         }
     }
 
+    let audit = validate_audit(&raw.audit)?;
+
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
@@ -519,8 +551,33 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         mail: MailConfig { from: raw.mail.from, transport },
         auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
         runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool },
+        audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         sources,
+    })
+}
+
+fn validate_audit(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
+    if !(1..=3650).contains(&raw.max_retention_days) {
+        return Err(ConfigError::invalid("audit.max_retention_days", "must be between 1 and 3650 days"));
+    }
+    if !(1..=raw.max_retention_days).contains(&raw.retention_days) {
+        return Err(ConfigError::invalid(
+            "audit.retention_days",
+            format!("must be between 1 and audit.max_retention_days ({}) days", raw.max_retention_days),
+        ));
+    }
+    if !(10..=86_400).contains(&raw.checkpoint_interval_secs) {
+        return Err(ConfigError::invalid("audit.checkpoint_interval_secs", "must be between 10 and 86400 seconds"));
+    }
+    if !(60..=7 * 86_400).contains(&raw.retention_interval_secs) {
+        return Err(ConfigError::invalid("audit.retention_interval_secs", "must be between 60 and 604800 seconds"));
+    }
+    Ok(AuditConfig {
+        retention_days: raw.retention_days,
+        max_retention_days: raw.max_retention_days,
+        checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_secs),
+        retention_interval: Duration::from_secs(raw.retention_interval_secs),
     })
 }
 
@@ -756,6 +813,30 @@ mod tests {
         }
         let err = load(&[("DEPLOYCLAW_RUNTIME__DOCKER_HOST", "tcp://10.0.0.1:2375")]).unwrap_err().to_string();
         assert!(err.contains("runtime.docker_host"), "{err}");
+    }
+
+    #[test]
+    fn audit_retention_and_checkpoint_intervals_are_bounded() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.audit.retention_days, 90);
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(300));
+        assert_eq!(c.audit.retention_interval, Duration::from_secs(86_400));
+        let c = load(&[("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "30"), ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "365")])
+            .unwrap();
+        assert_eq!((c.audit.retention_days, c.audit.max_retention_days), (30, 365));
+        for (key, bad) in [
+            ("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "0"),
+            ("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "3651"),
+            ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "0"),
+            ("DEPLOYCLAW_AUDIT__CHECKPOINT_INTERVAL_SECS", "1"),
+            ("DEPLOYCLAW_AUDIT__RETENTION_INTERVAL_SECS", "5"),
+        ] {
+            let err = load(&[(key, bad)]).unwrap_err().to_string();
+            let name = key.trim_start_matches("DEPLOYCLAW_").replace("__", ".").to_ascii_lowercase();
+            assert!(err.contains(&name), "{key}={bad}: {err}");
+        }
+        let err = load(&[("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "30")]).unwrap_err().to_string();
+        assert!(err.contains("audit.retention_days"), "a default above the maximum is refused: {err}");
     }
 
     #[test]
