@@ -512,3 +512,27 @@ db_test!(retention_keeps_evidence_of_tampering, |t| {
     assert_eq!(report.refused[0].0, Chain::Client(acme));
     assert_eq!(chain_events(&t, acme).await.len(), 4);
 });
+
+db_test!(the_report_reads_as_one_line_per_chain, |t| {
+    let keyring = test_keyring(&[1]);
+    let acme = new_client(&t.db, "acme").await.id;
+    append_n(&t.db, Some(acme), 3).await;
+    chain::checkpoint_all(&t.db, &keyring).await.unwrap();
+    let report = chain::verify(&t.db, &keyring, Some(acme)).await.unwrap();
+    assert_eq!(
+        report.chains[0].to_string(),
+        format!("client {acme}: intact - 3 events (seq 1..3), 1 signed checkpoints match")
+    );
+    let events = chain_events(&t, acme).await;
+    bypass_append_only(&t).await;
+    t.raw_execute(&format!("DELETE FROM audit_logs WHERE id = {}", events[1].id)).await.unwrap();
+    let line = chain::verify(&t.db, &keyring, None).await.unwrap().chains[0].to_string();
+    assert_eq!(
+        line,
+        format!(
+            "client {acme}: BROKEN at seq 3 (event id {}): event seq 2 is missing (deleted row): the next event \
+             found is seq 3",
+            events[2].id
+        )
+    );
+});

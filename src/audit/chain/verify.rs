@@ -56,6 +56,30 @@ pub struct ChainReport {
     pub problem: Option<Break>,
 }
 
+/// One line per chain, for operators: `client <id>: intact - ...` or `client <id>: BROKEN at seq ...`.
+impl fmt::Display for ChainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(problem) = &self.problem {
+            return write!(f, "{}: BROKEN {problem}", self.chain);
+        }
+        write!(f, "{}: intact - {} events", self.chain, self.events)?;
+        if let (Some(first), Some(last)) = (self.first_seq, self.last_seq) {
+            write!(f, " (seq {first}..{last})")?;
+        }
+        write!(f, ", {} signed checkpoints match", self.checkpoints)?;
+        if let Some(seq) = self.retained_after {
+            write!(f, ", events up to seq {seq} removed by retention (signed)")?;
+        }
+        if self.untrusted_checkpoints > 0 {
+            write!(f, ", {} checkpoints signed with a retired key not checked", self.untrusted_checkpoints)?;
+        }
+        if self.unchained_events > 0 {
+            write!(f, ", {} events from before the chain existed not covered", self.unchained_events)?;
+        }
+        Ok(())
+    }
+}
+
 /// A broken link: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Break {
@@ -100,9 +124,12 @@ impl fmt::Display for Break {
                 f,
                 "the event's content does not match its hash (edited row): stored {stored}, computed {computed}"
             ),
+            BreakKind::Missing { expected_seq, found_seq: Some(found) } if *found == expected_seq + 1 => {
+                write!(f, "event seq {expected_seq} is missing (deleted row): the next event found is seq {found}")
+            }
             BreakKind::Missing { expected_seq, found_seq: Some(found) } => write!(
                 f,
-                "events {expected_seq}..{} are missing (deleted rows): expected seq {expected_seq}, found {found}",
+                "events seq {expected_seq}..{} are missing (deleted rows): the next event found is seq {found}",
                 found - 1
             ),
             BreakKind::Missing { expected_seq, found_seq: None } => {
