@@ -440,16 +440,36 @@ pub(crate) async fn record_checkpoint(
     Ok(())
 }
 
-/// Checkpoints every chain whose head moved since its last checkpoint; returns how many it signed.
+/// Checkpoints every chain whose head is not yet covered by a checkpoint signed with the keyring's current key
+/// (its head moved, or the master key was rotated); returns how many it signed.
+///
+/// After a rotation it also re-signs each chain's newest retention checkpoint, if the old key (still in the
+/// keyring) vouches for it: once the old key is retired, `verify` can still start the chain from there.
 pub async fn checkpoint_all(db: &Db, keyring: &Keyring) -> Result<u64, DbError> {
-    let sql = "SELECT h.chain_id, h.seq, h.head FROM audit_chain_heads h \
-               WHERE h.seq > COALESCE((SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain_id = h.chain_id), 0) \
+    let current = i64::from(keyring.current().0 .0);
+    let sql = "SELECT h.chain_id, h.seq, h.head FROM audit_chain_heads h WHERE NOT EXISTS \
+               (SELECT 1 FROM audit_checkpoints c WHERE c.chain_id = h.chain_id AND c.seq >= h.seq AND c.key_version = $1) \
                ORDER BY h.chain_id";
-    let moved: Vec<(Uuid, i64, ChainHash)> = on_pool!(db, |p| sqlx::query_as(sql).fetch_all(p).await?);
+    let moved: Vec<(Uuid, i64, ChainHash)> = on_pool!(db, |p| sqlx::query_as(sql).bind(current).fetch_all(p).await?);
     let mut signed = 0;
     for (key, seq, head) in moved {
         record_checkpoint(db, keyring, Chain::from_key(key), seq, head, CheckpointKind::Periodic).await?;
         signed += 1;
+    }
+
+    let sql = format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE c.kind = 'retention' AND c.key_version <> $1 \
+         AND NOT EXISTS (SELECT 1 FROM audit_checkpoints d WHERE d.chain_id = c.chain_id AND d.kind = 'retention' \
+         AND (d.seq > c.seq OR (d.seq = c.seq AND d.id > c.id))) ORDER BY c.chain_id"
+    );
+    let stale: Vec<Checkpoint> = on_pool!(db, |p| sqlx::query_as(&sql).bind(current).fetch_all(p).await?);
+    let keys = public_keys(keyring);
+    for cp in stale {
+        if checkpoint_signature_ok(&cp, &keys) == Some(true) {
+            let chain = Chain::from_key(cp.chain_id);
+            record_checkpoint(db, keyring, chain, cp.seq, cp.head_hash, CheckpointKind::Retention).await?;
+            signed += 1;
+        }
     }
     Ok(signed)
 }
@@ -535,6 +555,43 @@ mod tests {
         let a = CanonicalEvent { target: Some("ab"), ip_address: Some("c"), ..base };
         let b = CanonicalEvent { target: Some("a"), ip_address: Some("bc"), ..base };
         assert_ne!(a.encode(), b.encode());
+    }
+
+    /// Expected hashes computed independently (Python's hashlib, from the byte layout in docs/audit.md).
+    #[test]
+    fn known_answer_for_encoding_v1() {
+        let client = ClientId::from(Uuid::parse_str("01930000-0000-7000-8000-000000000001").unwrap());
+        let agent = Uuid::parse_str("01930000-0000-7000-8000-0000000000aa").unwrap();
+        // Key order and number spelling as JSONB would give them back: the encoding does not care.
+        let meta: Value = serde_json::from_str(r#"{"ratio": 0.50, "path": "/v1/chat", "n": 42}"#).unwrap();
+        let first = CanonicalEvent {
+            chain: Chain::Client(client),
+            seq: 1,
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            actor_kind: "agent",
+            actor_id: Some(agent),
+            agent_id: Some(agent),
+            action_type: "agent.http_request",
+            target: Some("https://api.example/v1"),
+            ip_address: Some("203.0.113.7"),
+            metadata: &meta,
+        };
+        let h1 = first.hash(&ChainHash::GENESIS);
+        assert_eq!(h1.to_hex(), "c9e8fa45c394a3019fdf3babf45534f665785a40b7490960fc3f18985a984164");
+        let empty = json!({});
+        let second = CanonicalEvent {
+            seq: 2,
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_457).unwrap(),
+            actor_kind: "platform",
+            actor_id: None,
+            agent_id: None,
+            action_type: "agent.stopped",
+            target: None,
+            ip_address: None,
+            metadata: &empty,
+            ..first
+        };
+        assert_eq!(second.hash(&h1).to_hex(), "ee057387751631a5f88af817866a4d409b9c02850ab63cecfabf5896cc7b394c");
     }
 
     #[test]

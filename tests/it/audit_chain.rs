@@ -536,3 +536,44 @@ db_test!(the_report_reads_as_one_line_per_chain, |t| {
         )
     );
 });
+
+db_test!(after_a_key_rotation_checkpoints_are_re_signed_so_the_old_key_can_retire, |t| {
+    use deployclaw::vault::keyring::{KeyVersion, MasterKey};
+    let (v1, v2) = (MasterKey::generate(), MasterKey::generate());
+    let old = Keyring::new([(KeyVersion(1), v1.clone())], "test").unwrap();
+    let both = Keyring::new([(KeyVersion(1), v1), (KeyVersion(2), v2.clone())], "test").unwrap();
+    let new = Keyring::new([(KeyVersion(2), v2)], "test").unwrap();
+    let acme = new_client(&t.db, "acme").await.id;
+    append_n(&t.db, Some(acme), 4).await;
+    chain::checkpoint_all(&t.db, &old).await.unwrap();
+    retention::run(&t.db, &old, &policy(1), Utc::now() + Duration::days(2)).await.unwrap();
+    append_n(&t.db, Some(acme), 2).await;
+    chain::checkpoint_all(&t.db, &old).await.unwrap();
+
+    // Retiring v1 now would leave the chain's start (its retention checkpoint) unverifiable.
+    let p = problem(&t.db, &new, acme).await;
+    assert!(matches!(p.kind, BreakKind::Missing { expected_seq: 1, .. }), "{p}");
+    // With both keys loaded, the checkpointer re-signs the head and the retention checkpoint with v2.
+    assert_eq!(chain::checkpoint_all(&t.db, &both).await.unwrap(), 2);
+    assert_eq!(chain::checkpoint_all(&t.db, &both).await.unwrap(), 0);
+    let report = chain::verify(&t.db, &new, Some(acme)).await.unwrap();
+    assert!(report.is_intact(), "{}", report.chains[0]);
+    assert_eq!(report.chains[0].retained_after, Some(4));
+    assert_eq!(report.chains[0].checkpoints, 1, "the re-signed head");
+
+    // A retention checkpoint under a version the keyring cannot check is not re-signed (nor trusted).
+    let fake = format!(
+        "INSERT INTO audit_checkpoints (chain_id, seq, head_hash, kind, key_version, public_key, signature, created_at) \
+         VALUES ({}, 5, {}, 'retention', 7, {}, {}, '2026-11-23T00:00:00+00:00')",
+        t.literal_uuid(acme.as_uuid()),
+        bytes_literal(&t, &[0u8; 32]),
+        bytes_literal(&t, &[1u8; 32]),
+        bytes_literal(&t, &[2u8; 64]),
+    );
+    t.raw_execute(&fake).await.unwrap();
+    assert_eq!(chain::checkpoint_all(&t.db, &both).await.unwrap(), 0);
+    let report = chain::verify(&t.db, &new, Some(acme)).await.unwrap();
+    assert!(report.is_intact(), "{}", report.chains[0]);
+    assert_eq!(report.chains[0].retained_after, Some(4), "the checkpoint it cannot check changes nothing");
+    assert_eq!(report.chains[0].untrusted_checkpoints, 2, "the v1 head checkpoint and the fake");
+});

@@ -222,23 +222,40 @@ async fn verify_chain(
             .await?);
     let limit = upto.or(head.map(|(s, _)| s)).unwrap_or(i64::MAX);
 
+    // The newest retention checkpoint this keyring vouches for; newer ones signed with a retired key are skipped.
     let anchor_sql = format!(
         "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE kind = 'retention' AND chain_id = $1 AND seq <= $2 \
-         ORDER BY seq DESC, id DESC LIMIT 1"
+         ORDER BY seq DESC, id DESC LIMIT $3 OFFSET $4"
     );
-    let anchor: Option<Checkpoint> =
-        on_pool!(db, |p| sqlx::query_as(&anchor_sql).bind(key).bind(limit).fetch_optional(p).await?);
-    if let Some(a) = &anchor {
-        match trust(a, keys) {
-            Trust::Trusted => report.retained_after = Some(a.seq),
-            Trust::Bad(problem) => {
-                report.problem = Some(problem);
-                return Ok(report);
+    let mut anchor: Option<Checkpoint> = None;
+    let mut offset = 0i64;
+    'search: loop {
+        let page: Vec<Checkpoint> = on_pool!(db, |p| sqlx::query_as(&anchor_sql)
+            .bind(key)
+            .bind(limit)
+            .bind(PAGE)
+            .bind(offset)
+            .fetch_all(p)
+            .await?);
+        for cp in &page {
+            match trust(cp, keys) {
+                Trust::Trusted => {
+                    report.retained_after = Some(cp.seq);
+                    anchor = Some(cp.clone());
+                    break 'search;
+                }
+                Trust::Bad(problem) => {
+                    report.problem = Some(problem);
+                    return Ok(report);
+                }
+                Trust::Untrusted => {}
             }
-            Trust::Untrusted => {}
         }
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+        offset += PAGE;
     }
-    let anchor = anchor.filter(|_| report.retained_after.is_some());
 
     let unchained_sql = format!("SELECT COUNT(*), MAX(id) FROM audit_logs WHERE {key_sql} = $1 AND seq IS NULL");
     let (unchained, last_unchained): (i64, Option<i64>) =
