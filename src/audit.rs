@@ -160,12 +160,15 @@ pub struct AuditEvent {
     pub metadata: Json<Value>,
     pub ip_address: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// Position in its chain (the client's, or the platform's), from 1. `None` only for rows written before the
-    /// chain existed.
+    /// Position in its chain (the client's, or the platform's), from 1. `None` for rows written before the
+    /// chain existed - and when a query leaves the chain columns out (select [`EVENT_COLUMNS`] to get them).
+    #[sqlx(default)]
     pub seq: Option<i64>,
     /// Hash of the event before it in its chain (all zeros for the first).
+    #[sqlx(default)]
     pub prev_hash: Option<ChainHash>,
     /// `SHA-256(canonical_event || prev_hash)`: see [`chain::CanonicalEvent`].
+    #[sqlx(default)]
     pub hash: Option<ChainHash>,
 }
 
