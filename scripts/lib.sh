@@ -89,6 +89,7 @@ build_release() {
 # test role that may create databases (each test makes its own). The password is a local test value.
 PG_TEST_ROLE=deployclaw_test
 PG_TEST_PASSWORD=deployclaw_test_only
+PG_AUDIT_RETENTION_ROLE=deployclaw_audit_retention
 ensure_postgres() {
   ensure_debs postgresql postgresql-client
   local cluster ver name port status
@@ -113,6 +114,14 @@ ensure_postgres() {
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_TEST_ROLE') THEN
     CREATE ROLE $PG_TEST_ROLE LOGIN CREATEDB PASSWORD '$PG_TEST_PASSWORD';
+  END IF;
+  -- The audit retention role (docs/audit.md): NOLOGIN; the test role may switch to it (SET LOCAL ROLE), as the
+  -- application does for retention deletes. Created here because the test role may not create roles.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_AUDIT_RETENTION_ROLE') THEN
+    CREATE ROLE $PG_AUDIT_RETENTION_ROLE NOLOGIN;
+  END IF;
+  IF NOT pg_has_role('$PG_TEST_ROLE', '$PG_AUDIT_RETENTION_ROLE', 'MEMBER') THEN
+    GRANT $PG_AUDIT_RETENTION_ROLE TO $PG_TEST_ROLE;
   END IF;
 END \$\$;
 SQL

@@ -1,9 +1,10 @@
 //! The audit trail: what happened, who did it, to what, from where.
 //!
 //! This module only appends and reads: there is no update and no delete here, and the database refuses
-//! them too (triggers in the migrations). Every capability records its events through [`append`].
-//! Metadata passes through the secret scrubber before it is stored, so a careless caller cannot write a
-//! secret into the permanent record.
+//! them too (triggers, and on PostgreSQL revoked privileges, in the migrations); [`retention`] is the one
+//! deleting path. Every capability records its events through [`append`], which links each event into its
+//! client's hash chain ([`chain`]). Metadata passes through the secret scrubber before it is stored, so a
+//! careless caller cannot write a secret into the permanent record.
 
 use std::net::IpAddr;
 
@@ -18,7 +19,10 @@ use crate::scrub;
 
 pub mod chain;
 pub mod export;
+pub mod retention;
 pub mod siem;
+
+use chain::{CanonicalEvent, Chain, ChainHash};
 
 /// Largest metadata document we store, serialised. Bigger documents are refused, not truncated.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
@@ -156,9 +160,50 @@ pub struct AuditEvent {
     pub metadata: Json<Value>,
     pub ip_address: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Position in its chain (the client's, or the platform's), from 1. `None` for rows written before the
+    /// chain existed - and when a query leaves the chain columns out (select [`EVENT_COLUMNS`] to get them).
+    #[sqlx(default)]
+    pub seq: Option<i64>,
+    /// Hash of the event before it in its chain (all zeros for the first).
+    #[sqlx(default)]
+    pub prev_hash: Option<ChainHash>,
+    /// `SHA-256(canonical_event || prev_hash)`: see [`chain::CanonicalEvent`].
+    #[sqlx(default)]
+    pub hash: Option<ChainHash>,
 }
 
-/// Appends one event and returns its id. Metadata must be a JSON object; secrets in it are scrubbed.
+/// The columns of [`AuditEvent`], in order, for `SELECT`s that read events.
+pub const EVENT_COLUMNS: &str = "id, client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, \
+                                 ip_address, created_at, seq, prev_hash, hash";
+
+impl AuditEvent {
+    /// The chain this event belongs to.
+    pub fn chain(&self) -> Chain {
+        Chain::of(self.client_id)
+    }
+
+    /// What the event's hash covers; `None` for a row from before the chain.
+    pub fn canonical(&self) -> Option<CanonicalEvent<'_>> {
+        Some(CanonicalEvent {
+            chain: self.chain(),
+            seq: self.seq?,
+            created_at: self.created_at,
+            actor_kind: &self.actor_kind,
+            actor_id: self.actor_id,
+            agent_id: self.agent_id.map(|a| a.as_uuid()),
+            action_type: &self.action_type,
+            target: self.target.as_deref(),
+            ip_address: self.ip_address.as_deref(),
+            metadata: &self.metadata.0,
+        })
+    }
+}
+
+/// Appends one event to its chain and returns its id. Metadata must be a JSON object; secrets in it are scrubbed.
+///
+/// One transaction whose first statement moves the chain head (an upsert of `audit_chain_heads`): on
+/// PostgreSQL that locks the head row, on SQLite it takes the write lock, so appends to one chain run one after
+/// the other and each links to the one before; appends to different chains proceed in parallel on PostgreSQL.
 pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
     let NewEvent { client_id, agent_id, actor, action, target, mut metadata, ip } = event;
     if !metadata.is_object() {
@@ -175,21 +220,52 @@ pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
             None => clean,
         }
     });
-    let sql = "INSERT INTO audit_logs (client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, ip_address, created_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
-    let now = crate::db::now();
-    let id: i64 = on_pool!(db, |p| sqlx::query_scalar(sql)
-        .bind(client_id)
-        .bind(agent_id)
-        .bind(actor.kind())
-        .bind(actor.id())
-        .bind(action.as_str())
-        .bind(target.as_deref())
-        .bind(Json(&metadata))
-        .bind(ip.map(|ip| ip.to_string()))
-        .bind(now)
-        .fetch_one(p)
-        .await?);
+    let ip = ip.map(|ip| ip.to_string());
+    let chain = Chain::of(client_id);
+    let advance = "INSERT INTO audit_chain_heads (chain_id, seq, head) VALUES ($1, 1, $2) \
+                   ON CONFLICT (chain_id) DO UPDATE SET seq = audit_chain_heads.seq + 1 RETURNING seq, head";
+    let insert = "INSERT INTO audit_logs (client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, \
+                  ip_address, created_at, seq, prev_hash, hash) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
+    let set_head = "UPDATE audit_chain_heads SET head = $1 WHERE chain_id = $2";
+    let id: i64 = on_pool!(db, |p| {
+        let mut tx = p.begin().await?;
+        let (seq, prev_hash): (i64, ChainHash) =
+            sqlx::query_as(advance).bind(chain.key()).bind(ChainHash::GENESIS).fetch_one(&mut *tx).await?;
+        // Taken under the head lock, so times follow chain order as far as the clock does.
+        let now = crate::db::now();
+        let hash = CanonicalEvent {
+            chain,
+            seq,
+            created_at: now,
+            actor_kind: actor.kind(),
+            actor_id: actor.id(),
+            agent_id: agent_id.map(|a| a.as_uuid()),
+            action_type: action.as_str(),
+            target: target.as_deref(),
+            ip_address: ip.as_deref(),
+            metadata: &metadata,
+        }
+        .hash(&prev_hash);
+        let id = sqlx::query_scalar(insert)
+            .bind(client_id)
+            .bind(agent_id)
+            .bind(actor.kind())
+            .bind(actor.id())
+            .bind(action.as_str())
+            .bind(target.as_deref())
+            .bind(Json(&metadata))
+            .bind(ip.as_deref())
+            .bind(now)
+            .bind(seq)
+            .bind(prev_hash)
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(set_head).bind(hash).bind(chain.key()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        id
+    });
     Ok(AuditEventId(id))
 }
 
@@ -204,9 +280,8 @@ pub async fn recent(
     let limit = i64::from(limit.clamp(1, 500));
     let before = before.map(|b| b.0).unwrap_or(i64::MAX);
     let sql =
-        "SELECT id, client_id, agent_id, actor_kind, actor_id, action_type, target, metadata, ip_address, created_at \
-               FROM audit_logs WHERE client_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, AuditEvent>(sql)
+        format!("SELECT {EVENT_COLUMNS} FROM audit_logs WHERE client_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, AuditEvent>(&sql)
         .bind(client_id)
         .bind(before)
         .bind(limit)

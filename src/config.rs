@@ -54,6 +54,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     pub siem: SiemConfig,
     /// Where each layer came from, for `check-config` and the startup log.
@@ -76,6 +77,19 @@ pub struct SiemConfig {
     /// non-public addresses. Off by default: a destination is then a way into our own network (SSRF).
     /// Tests turn it on to use 127.0.0.1; a self-hosted operator may turn it on for an internal SIEM.
     pub allow_private_destinations: bool,
+}
+
+/// The audit trail: checkpoints and retention (docs/audit.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// How long events are kept when a client has no override (days, 1 to 3650; default 90).
+    pub retention_days: u32,
+    /// The most a client's override may keep (days, at least `retention_days`, at most 3650).
+    pub max_retention_days: u32,
+    /// How often every chain head that moved is signed (default 5 minutes).
+    pub checkpoint_interval: Duration,
+    /// How often retention runs (default daily).
+    pub retention_interval: Duration,
 }
 
 /// Sign-in settings.
@@ -209,6 +223,7 @@ struct RawConfig {
     mail: RawMail,
     auth: RawAuth,
     runtime: RawRuntime,
+    audit: RawAudit,
     log: RawLog,
     #[serde(default)]
     siem: RawSiem,
@@ -219,6 +234,15 @@ struct RawConfig {
 struct RawSiem {
     #[serde(default)]
     allow_private_destinations: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retention_days: u32,
+    max_retention_days: u32,
+    checkpoint_interval_secs: u64,
+    retention_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,6 +326,12 @@ impl Default for RawConfig {
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             auth: RawAuth { code_ttl_minutes: 10 },
             runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into() },
+            audit: RawAudit {
+                retention_days: 90,
+                max_retention_days: 3650,
+                checkpoint_interval_secs: 300,
+                retention_interval_secs: 86_400,
+            },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
             siem: RawSiem::default(),
         }
@@ -518,6 +548,8 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         }
     }
 
+    let audit = validate_audit(&raw.audit)?;
+
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
     }
@@ -539,9 +571,34 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         mail: MailConfig { from: raw.mail.from, transport },
         auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
         runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool },
+        audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
         sources,
+    })
+}
+
+fn validate_audit(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
+    if !(1..=3650).contains(&raw.max_retention_days) {
+        return Err(ConfigError::invalid("audit.max_retention_days", "must be between 1 and 3650 days"));
+    }
+    if !(1..=raw.max_retention_days).contains(&raw.retention_days) {
+        return Err(ConfigError::invalid(
+            "audit.retention_days",
+            format!("must be between 1 and audit.max_retention_days ({}) days", raw.max_retention_days),
+        ));
+    }
+    if !(10..=86_400).contains(&raw.checkpoint_interval_secs) {
+        return Err(ConfigError::invalid("audit.checkpoint_interval_secs", "must be between 10 and 86400 seconds"));
+    }
+    if !(60..=7 * 86_400).contains(&raw.retention_interval_secs) {
+        return Err(ConfigError::invalid("audit.retention_interval_secs", "must be between 60 and 604800 seconds"));
+    }
+    Ok(AuditConfig {
+        retention_days: raw.retention_days,
+        max_retention_days: raw.max_retention_days,
+        checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_secs),
+        retention_interval: Duration::from_secs(raw.retention_interval_secs),
     })
 }
 
@@ -786,6 +843,30 @@ mod tests {
         assert!(c.siem.allow_private_destinations);
         let err = load(&[("DEPLOYCLAW_SIEM__ALLOW_PRIVATE_DESTINATIONS", "maybe")]).unwrap_err().to_string();
         assert!(err.contains("siem.allow_private_destinations"), "{err}");
+    }
+
+    #[test]
+    fn audit_retention_and_checkpoint_intervals_are_bounded() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.audit.retention_days, 90);
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(300));
+        assert_eq!(c.audit.retention_interval, Duration::from_secs(86_400));
+        let c = load(&[("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "30"), ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "365")])
+            .unwrap();
+        assert_eq!((c.audit.retention_days, c.audit.max_retention_days), (30, 365));
+        for (key, bad) in [
+            ("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "0"),
+            ("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "3651"),
+            ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "0"),
+            ("DEPLOYCLAW_AUDIT__CHECKPOINT_INTERVAL_SECS", "1"),
+            ("DEPLOYCLAW_AUDIT__RETENTION_INTERVAL_SECS", "5"),
+        ] {
+            let err = load(&[(key, bad)]).unwrap_err().to_string();
+            let name = key.trim_start_matches("DEPLOYCLAW_").replace("__", ".").to_ascii_lowercase();
+            assert!(err.contains(&name), "{key}={bad}: {err}");
+        }
+        let err = load(&[("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "30")]).unwrap_err().to_string();
+        assert!(err.contains("audit.retention_days"), "a default above the maximum is refused: {err}");
     }
 
     #[test]

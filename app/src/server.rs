@@ -73,6 +73,16 @@ pub async fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Audit { command: cli::AuditCommand::Verify { client } } => {
+            telemetry::init(&config.log);
+            match verify_audit(config, client).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("deployclaw: audit verification could not run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         cli::Command::Serve => {
             telemetry::init(&config.log);
             match serve(config).await {
@@ -107,6 +117,40 @@ async fn migrate(config: &Config) -> Result<String, Box<dyn std::error::Error>> 
     let status = db.migration_status().await?;
     db.close().await;
     Ok(status.current_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into()))
+}
+
+/// `deployclaw audit verify`: prints one line per chain and a summary; exit status 2 when a chain is broken.
+async fn verify_audit(
+    config: Config,
+    client: Option<deployclaw::db::ClientId>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (keyring, generated) = deployclaw::vault::keyring::Keyring::load(&config, &|name| std::env::var(name).ok())?;
+    if let Some(path) = generated {
+        eprintln!(
+            "warning: no master key was found, so a new one was generated at {}; checkpoints signed with the real \
+             key will not verify against it",
+            path.display()
+        );
+    }
+    let db = deployclaw::db::Db::connect(&config.database).await?;
+    db.migrate().await?;
+    let started = std::time::Instant::now();
+    let result = deployclaw::audit::chain::verify(&db, &keyring, client).await;
+    db.close().await;
+    let report = result?;
+    for chain in &report.chains {
+        println!("{chain}");
+    }
+    let broken = report.broken().count();
+    let summary =
+        format!("checked {} events in {} chains in {:.1?}", report.events(), report.chains.len(), started.elapsed());
+    if broken == 0 {
+        println!("{summary}: every chain is intact");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{summary}: {broken} BROKEN");
+        Ok(ExitCode::from(2))
+    }
 }
 
 async fn vault(config: Config, command: cli::VaultCommand) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -183,6 +227,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         deployclaw::agents::reconciler::Reconciler::new(platform.agents().clone(), Default::default())
             .run(Duration::from_secs(5)),
     );
+    // The audit trail: sign every chain head that moved, and delete what is past its retention period.
+    let audit_checkpoints = tokio::spawn(audit_checkpoints(platform.clone()));
+    let audit_retention = tokio::spawn(audit_retention(platform.clone()));
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -193,6 +240,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     serve_until_signal(listener, app, grace, shutdown_signal()).await?;
     pruner.abort();
     reconciler.abort();
+    audit_checkpoints.abort();
+    audit_retention.abort();
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -208,6 +257,43 @@ async fn prune_sessions(platform: Platform) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned expired sessions"),
             Err(e) => tracing::warn!(error = %e, "could not prune expired sessions"),
+        }
+    }
+}
+
+/// Signs every audit chain head that moved since its last checkpoint, every `audit.checkpoint_interval`.
+async fn audit_checkpoints(platform: Platform) {
+    let mut every = tokio::time::interval(platform.config().audit.checkpoint_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match deployclaw::audit::chain::checkpoint_all(platform.db(), platform.vault().keyring()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(chains = n, "signed audit checkpoints"),
+            Err(e) => tracing::warn!(error = %e, "could not sign audit checkpoints"),
+        }
+    }
+}
+
+/// Deletes audit events past their retention period (through the privileged path only), every
+/// `audit.retention_interval`; the first run is at startup.
+async fn audit_retention(platform: Platform) {
+    use deployclaw::audit::retention::{self, RetentionPolicy};
+    let policy = RetentionPolicy::from(&platform.config().audit);
+    let mut every = tokio::time::interval(platform.config().audit.retention_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match retention::run(platform.db(), platform.vault().keyring(), &policy, deployclaw::db::now()).await {
+            Ok(r) => {
+                if r.deleted > 0 {
+                    tracing::info!(deleted = r.deleted, checkpoints = r.checkpoints, "audit retention ran");
+                }
+                for (chain, problem) in &r.refused {
+                    tracing::error!(%chain, %problem, "audit retention kept events that do not verify");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
         }
     }
 }

@@ -33,6 +33,22 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The audit trail's tamper evidence.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every audit hash chain (or one client's) in order, check the signed checkpoints, and report the
+    /// first broken link of each chain. Exit status: 0 intact, 2 a chain is broken, 1 verification could not run.
+    Verify {
+        /// Only this client's chain (the client id, a UUID).
+        #[arg(long, value_name = "UUID")]
+        client: Option<deployclaw::db::ClientId>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
