@@ -19,6 +19,7 @@ use crate::scrub;
 
 pub mod chain;
 pub mod export;
+pub mod live;
 pub mod retention;
 pub mod siem;
 
@@ -266,6 +267,7 @@ pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
         tx.commit().await?;
         id
     });
+    live::announce(db, client_id, AuditEventId(id));
     Ok(AuditEventId(id))
 }
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod caller;

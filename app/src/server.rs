@@ -2,6 +2,7 @@
 //! headers, the axum router, and graceful shutdown.
 
 pub mod audit_export;
+pub mod audit_stream;
 mod cli;
 pub mod headers;
 pub mod router;
@@ -237,11 +238,18 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?,
         platform.config().server.public_url
     );
+    // Customers' SIEM destinations (leased per destination, so every replica may run it).
+    let siem = tokio::spawn(deployclaw::audit::siem::run(
+        platform.db().clone(),
+        deployclaw::audit::siem::ForwarderSettings::from_config(platform.config()),
+        std::future::pending(),
+    ));
     serve_until_signal(listener, app, grace, shutdown_signal()).await?;
     pruner.abort();
     reconciler.abort();
     audit_checkpoints.abort();
     audit_retention.abort();
+    siem.abort();
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -24,7 +24,7 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 
 /// The CSV columns every export starts with, in this order. Fields the event has beyond these (e.g. the
 /// hash chain's) follow in alphabetical order.
-pub const CSV_COLUMNS: [&str; 10] = [
+pub const CSV_COLUMNS: [&str; 13] = [
     "id",
     "created_at",
     "client_id",
@@ -35,6 +35,9 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "target",
     "ip_address",
     "metadata",
+    "seq",
+    "prev_hash",
+    "hash",
 ];
 
 /// Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"); a cell starting with

@@ -39,6 +39,8 @@ pub(crate) enum Pool {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
+    /// Live audit announcements for this database (see `audit::live`).
+    hub: std::sync::Arc<crate::audit::live::Hub>,
 }
 
 /// How the database schema compares with the migrations compiled into this binary.
@@ -109,11 +111,15 @@ impl Db {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool })
+        Ok(Self { pool, hub: Default::default() })
     }
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub(crate) fn hub(&self) -> &std::sync::Arc<crate::audit::live::Hub> {
+        &self.hub
     }
 
     pub fn backend(&self) -> Backend {
@@ -191,6 +197,7 @@ impl Db {
 
     /// Closes every connection; later calls fail. Used at shutdown.
     pub async fn close(&self) {
+        self.hub.stop();
         on_pool!(self, |p| p.close().await)
     }
 }

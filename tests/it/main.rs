@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod audit_chain;
 mod audit_export;
+mod audit_live;
 mod identity;
 mod mail;
 mod migrations;

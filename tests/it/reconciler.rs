@@ -288,7 +288,12 @@ async fn the_crash_record_survives_a_platform_restart_and_one_exit_counts_once()
     let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(5));
     let second = Reconciler::new(restarted.clone(), slow);
     for _ in 0..3 {
-        assert_eq!(second.pass().await.unwrap(), Default::default());
+        // (Orphans are runtime-wide: other tests' containers may show up there.)
+        let report = second.pass().await.unwrap();
+        assert!(
+            report.restarted.is_empty() && report.crash_looping.is_empty() && report.recreated.is_empty(),
+            "{report:?}"
+        );
     }
     assert_eq!(agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap().recent_crashes.0.len(), 1);
 

@@ -3,6 +3,7 @@
 mod admin;
 mod agent_detail;
 mod agents;
+mod audit;
 mod credentials;
 mod layout;
 mod overview;
@@ -12,8 +13,9 @@ mod settings;
 pub use admin::AdminPage;
 pub use agent_detail::AgentDetailPage;
 pub use agents::AgentsPage;
+pub use audit::AuditPage;
 pub use credentials::CredentialsPage;
 pub use layout::DashboardLayout;
 pub use overview::OverviewPage;
-pub use sections::{AuditPage, BillingPage};
+pub use sections::BillingPage;
 pub use settings::SettingsPage;

@@ -12,18 +12,13 @@
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Json, Response};
-use axum::Extension;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use deployclaw::audit::{export, Actor};
-use deployclaw::db::users;
-use deployclaw::db::DbError;
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::Platform;
 use serde::Deserialize;
-use tower_sessions::Session;
 
-use super::session::current_auth;
+use super::session::SignedIn;
 use crate::api::AppError;
 
 /// The route this handler serves.
@@ -38,37 +33,19 @@ pub struct Params {
     agent: Option<String>,
 }
 
-fn error(e: AppError) -> Response {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut res = (status, Json(e)).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-fn sign_in_again() -> Response {
-    error(AppError::SignInRequired("You are not signed in, or your session ended. Please sign in again.".into()))
-}
-
 /// The handler of [`PATH`].
 pub async fn export_audit(
     State(platform): State<Platform>,
-    session: Option<Extension<Session>>,
-    ctx: Option<Extension<RequestContext>>,
+    caller: Result<SignedIn, AppError>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    let (Some(Extension(session)), Some(Extension(ctx))) = (session, ctx) else {
-        return error(AppError::internal(&"the audit export route is outside the session layers"));
-    };
-    let Some((client_id, user_id)) = current_auth(&session, &ctx).await.and_then(|a| a.signed_in()) else {
-        return sign_in_again();
-    };
-    let user = match users::get(platform.db(), client_id, user_id).await {
-        Ok(user) => user,
-        Err(DbError::NotFound) => return sign_in_again(),
-        Err(e) => return error(e.into()),
+    // Refuse anonymous callers before looking at their parameters.
+    let SignedIn { user, ctx } = match caller {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
     };
     let Ok(Query(params)) = query else {
-        return error(AppError::Invalid("The export request is malformed.".into()));
+        return AppError::Invalid("The export request is malformed.".into()).into_response();
     };
     let request = match export::ExportRequest::parse(
         params.format.as_deref(),
@@ -77,13 +54,13 @@ pub async fn export_audit(
         params.agent.as_deref(),
     ) {
         Ok(r) => r,
-        Err(e) => return error(AppError::Invalid(format!("Cannot export: {e}."))),
+        Err(e) => return AppError::Invalid(format!("Cannot export: {e}.")).into_response(),
     };
     let file_name = request.file_name();
     let content_type = request.format.content_type();
     let stream = match export::start(platform.db(), user.client_id, Actor::User(user.id), &ctx, request).await {
         Ok(s) => s,
-        Err(e) => return error(e.into()),
+        Err(e) => return AppError::from(e).into_response(),
     };
     let disposition = format!("attachment; filename=\"{file_name}\"");
     let mut res = Response::new(Body::from_stream(stream));

@@ -86,6 +86,7 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
             super::audit_export::PATH,
             get(super::audit_export::export_audit).head(|| async { StatusCode::METHOD_NOT_ALLOWED }),
         )
+        .route(crate::api::audit::STREAM_PATH, get(super::audit_stream::stream_audit))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

@@ -166,6 +166,37 @@ pub async fn same_origin_only(State(OwnOrigin(own)): State<OwnOrigin>, req: Requ
         .into_response()
 }
 
+/// The caller of a plain API route (not a server function): a user signed in with both factors, any role,
+/// and where the request came from. Anyone else is refused with `401` and the server functions' JSON error.
+pub struct SignedIn {
+    pub user: deployclaw::db::users::User,
+    pub ctx: RequestContext,
+}
+
+impl<S> axum::extract::FromRequestParts<S> for SignedIn
+where
+    Platform: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = crate::api::AppError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use crate::api::AppError;
+        let platform = <Platform as axum::extract::FromRef<S>>::from_ref(state);
+        let outside = || AppError::internal(&"an API route is outside the session layers");
+        let session = parts.extensions.get::<Session>().cloned().ok_or_else(outside)?;
+        let ctx = parts.extensions.get::<RequestContext>().cloned().ok_or_else(outside)?;
+        let again =
+            || AppError::SignInRequired("You are not signed in, or your session ended. Please sign in again.".into());
+        let (client_id, user_id) = current_auth(&session, &ctx).await.and_then(|a| a.signed_in()).ok_or_else(again)?;
+        match deployclaw::db::users::get(platform.db(), client_id, user_id).await {
+            Ok(user) => Ok(Self { user, ctx }),
+            Err(deployclaw::db::DbError::NotFound) => Err(again()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,7 +160,7 @@ async fn csv_download_is_quoted_and_formula_safe() {
     let mut lines = text.split("\r\n");
     assert_eq!(
         lines.next().unwrap(),
-        "id,created_at,client_id,agent_id,actor_kind,actor_id,action_type,target,ip_address,metadata"
+        "id,created_at,client_id,agent_id,actor_kind,actor_id,action_type,target,ip_address,metadata,seq,prev_hash,hash"
     );
     assert!(text.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"open\"\")\","), "{text}");
     assert!(text.contains(",'@SUM(1+1),"), "{text}");
