@@ -4,6 +4,8 @@
 //! The `hydrate` build compiles to WASM and must never pull in the core, sqlx, tokio or bollard: every
 //! server-only dependency is optional and enabled by `ssr` alone.
 #![deny(unsafe_code)]
+// Leptos view types nest deeply; the optimised WASM build of the larger pages needs more than the default 128.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod app;

@@ -336,3 +336,110 @@ impl<F: std::future::Future + std::panic::UnwindSafe> CatchUnwindAsync for F {
         futures_util::FutureExt::catch_unwind(self).await
     }
 }
+
+/// Runs `node -e SCRIPT` inside a container (as its own user) and returns what it printed.
+async fn node_inside(docker: &bollard::Docker, container: &str, script: &str) -> String {
+    use futures_util::StreamExt;
+    let exec = docker
+        .create_exec(
+            container,
+            bollard::exec::CreateExecOptions {
+                cmd: Some(vec!["node", "-e", script]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        let read = async {
+            while let Some(Ok(chunk)) = output.next().await {
+                out.push_str(&chunk.to_string());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read).await.expect("node answers within 30 s");
+    }
+    out
+}
+
+/// The real OpenClaw image gets the same lock-down as the test agent, checked from inside it with its own node:
+/// non-root, no capabilities, no new privileges, a read-only root with only /tmp and its state writable, and
+/// only its own processes visible. (It is not started to health: the isolation holds from the first second.)
+#[tokio::test]
+async fn an_openclaw_container_is_locked_down_the_same_way() {
+    let rt = runtime().await;
+    let openclaw = hardening::template("openclaw").unwrap();
+    let (client, agent) = (ClientId::new(), AgentId::new());
+    let mut attempt = 0;
+    let subnet = loop {
+        let subnet = subnet();
+        match rt.ensure_network(&hardening::network_spec(client, agent, subnet)).await {
+            Ok(()) => break subnet,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                eprintln!("subnet {subnet} unavailable ({e}); trying another");
+            }
+            Err(e) => panic!("network: {e}"),
+        }
+    };
+    let names = hardening::names(client, agent);
+    rt.ensure_volume(&names.volume, &hardening::labels(client, agent)).await.unwrap();
+    let limits = hardening::limits(openclaw, None, 1000);
+    let spec = hardening::container_spec(openclaw, client, agent, subnet, limits, vec![]);
+    rt.create_container(&spec).await.unwrap();
+    rt.start_container(&spec.name).await.unwrap();
+    let d = Deployed { spec, subnet, client, agent };
+    let docker = bollard::Docker::connect_with_unix(
+        rt.endpoint().trim_start_matches("unix://"),
+        30,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    let result = std::panic::AssertUnwindSafe(async {
+        let c = docker
+            .inspect_container(&d.spec.name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .unwrap();
+        let host = c.host_config.clone().unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.memory, Some(1024 * 1024 * 1024), "OpenClaw gets its 1 GiB");
+        assert_eq!(c.config.clone().unwrap().user.as_deref(), Some("1000:1000"));
+        let script = r#"
+            const fs = require('fs');
+            const status = fs.readFileSync('/proc/self/status', 'utf8');
+            const field = (k) => (status.match(new RegExp('^' + k + ':\\s*(\\S+)', 'm')) || [])[1];
+            const writable = (p) => { try { fs.writeFileSync(p, 'x'); fs.unlinkSync(p); return true; } catch { return false; } };
+            const paths = ['/x', '/etc/x', '/usr/x', '/home/node/x', '/var/tmp/x', '/run/x', '/tmp/x', '/home/node/.openclaw/x'];
+            console.log(JSON.stringify({
+                uid: process.getuid(), gid: process.getgid(),
+                capEff: field('CapEff'), noNewPrivs: field('NoNewPrivs'),
+                writable: Object.fromEntries(paths.map((p) => [p, writable(p)])),
+                pids: fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).length,
+            }));
+        "#;
+        let out = node_inside(&docker, &d.spec.name, script).await;
+        let line = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no report: {out}"));
+        let me: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!((me["uid"].as_i64(), me["gid"].as_i64()), (Some(1000), Some(1000)), "{me}");
+        assert_eq!(me["noNewPrivs"], "1", "{me}");
+        assert!(me["capEff"].as_str().unwrap().trim_start_matches('0').is_empty(), "no effective capabilities: {me}");
+        for path in ["/x", "/etc/x", "/usr/x", "/home/node/x", "/var/tmp/x", "/run/x"] {
+            assert_eq!(me["writable"][path], false, "{path} must not be writable: {me}");
+        }
+        for path in ["/tmp/x", "/home/node/.openclaw/x"] {
+            assert_eq!(me["writable"][path], true, "{path} must be writable: {me}");
+        }
+        // Its init, the gateway and this node: a handful of its own, nothing of the host's hundreds.
+        assert!(me["pids"].as_i64().unwrap() <= 8, "only its own processes are visible: {me}");
+    })
+    .catch_unwind_async()
+    .await;
+    remove(&rt, &d).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

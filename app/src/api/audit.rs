@@ -84,9 +84,44 @@ impl StreamQuery {
 
 /// Where the live stream is served.
 pub const STREAM_PATH: &str = "/api/audit/stream";
+/// Where exports are served (`server/audit_export.rs`).
+pub const EXPORT_PATH: &str = "/api/audit/export";
+
+/// An export of what `query` filters by agent and time (default: the last 30 days), as `format` (`jsonl` or
+/// `csv`); `now_ms` is the current time in milliseconds since the epoch.
+pub fn export_url(format: &str, query: &StreamQuery, now_ms: i64) -> String {
+    let iso = |ms: i64| {
+        let secs = ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let (h, m, s) = (secs.rem_euclid(86_400) / 3600, secs.rem_euclid(3600) / 60, secs.rem_euclid(60));
+        let (y, mo, d) = civil_from_days(days);
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    };
+    let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let from = set(&query.from).unwrap_or_else(|| iso(now_ms - 30 * 86_400_000));
+    let to = set(&query.to).unwrap_or_else(|| iso(now_ms + 60_000));
+    let mut url = format!("{EXPORT_PATH}?format={format}&from={}&to={}", encode(&from), encode(&to));
+    if let Some(agent) = set(&query.agent) {
+        url.push_str(&format!("&agent={}", encode(&agent)));
+    }
+    url
+}
+
+/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
 
 /// Percent-encodes all but unreserved characters.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -98,6 +133,27 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_urls_default_to_the_last_30_days() {
+        // 2026-11-23T16:00:00Z
+        let now = 1_795_449_600_000;
+        assert_eq!(
+            export_url("csv", &StreamQuery::default(), now),
+            "/api/audit/export?format=csv&from=2026-10-24T16%3A00%3A00Z&to=2026-11-23T16%3A01%3A00Z"
+        );
+        let q = StreamQuery {
+            from: Some("2026-01-01T00:00:00.000Z".into()),
+            agent: Some("0195".into()),
+            ..StreamQuery::default()
+        };
+        assert_eq!(
+            export_url("jsonl", &q, now),
+            "/api/audit/export?format=jsonl&from=2026-01-01T00%3A00%3A00.000Z&to=2026-11-23T16%3A01%3A00Z&agent=0195"
+        );
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
 
     #[test]
     fn stream_urls_carry_only_what_is_set_encoded() {

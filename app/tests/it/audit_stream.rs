@@ -171,3 +171,43 @@ async fn filters_are_checked_and_history_ranges_end() {
     assert_eq!(found.next_audit().await["target"], "support-bot");
     app.stop().await;
 }
+
+/// Two server instances on one PostgreSQL database (each with its own platform, connection pool and LISTEN
+/// connection): what a user does through one appears live in a viewer connected to the other.
+#[tokio::test]
+async fn two_servers_on_one_postgres_database_share_the_live_stream() {
+    use sqlx::Connection;
+    let admin =
+        std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect("DEPLOYCLAW_TEST_POSTGRES_URL (./scripts/test sets it)");
+    let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let on_postgres = |c: &mut deployclaw::config::Config| {
+        c.database.target = deployclaw::config::DatabaseTarget::Postgres { url: url.clone().into() };
+    };
+    let first = TestApp::spawn_with(on_postgres, true).await;
+    let second = TestApp::spawn_with(on_postgres, true).await;
+
+    let owner = first.user(None, "owner@acme.example", Role::Owner).await;
+    let rival = first.user(None, "owner@globex.example", Role::Owner).await;
+    // Sessions live in the shared database: the same browser session works on either server.
+    let b = first.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let res = Reader::open(&second, &b.cookie, "", None).await;
+    assert_eq!(res.status(), 200);
+    let mut stream = Reader { res, buf: String::new() };
+    // Nothing yet; then an action through the first server, and the rival's event, which must not show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    record(&first, rival.client_id, "agent.deployed", "globex-bot").await;
+    let res = first.call("create_agent", Some(&b.cookie), &[("name", "across"), ("template", "test-agent")]).await;
+    assert_eq!(res.status(), 200);
+    let created = stream.next_audit().await;
+    assert_eq!((created["action"].as_str(), created["target"].as_str()), (Some("agent.created"), Some("across")));
+    assert!(!stream.buf.contains("globex"), "never another tenant's event");
+
+    drop(stream);
+    first.stop().await;
+    second.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.unwrap();
+}

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::agents::list_agents;
-use crate::api::audit::{AuditRow, StreamQuery};
+use crate::api::audit::{export_url, AuditRow, StreamQuery};
 use crate::components::PageHeader;
 
 /// Rows kept on the page; older ones are in the export.
@@ -102,6 +102,25 @@ pub fn AuditPage() -> impl IntoView {
             title="Audit"
             lead="Everything your agents and your team did, in order: sign-ins, deployments, credential use, outbound calls and any operator access to your account. New events appear as they happen."
         />
+        <Filters agents agent action actor from to text apply />
+        <Events rows live paused applied toggle />
+    }
+}
+
+/// The filter form; applied with its button.
+#[component]
+#[allow(clippy::too_many_arguments)]
+fn Filters(
+    agents: Resource<Result<Vec<crate::api::agents::AgentRow>, crate::api::AppError>>,
+    agent: RwSignal<String>,
+    action: RwSignal<String>,
+    actor: RwSignal<String>,
+    from: RwSignal<String>,
+    to: RwSignal<String>,
+    text: RwSignal<String>,
+    apply: impl Fn(leptos::ev::SubmitEvent) + 'static,
+) -> impl IntoView {
+    view! {
         <section class="card" aria-labelledby="audit-filters-title">
             <h2 id="audit-filters-title">"Filters"</h2>
             <form class="filter-form" on:submit=apply data-testid="audit-filters">
@@ -150,6 +169,20 @@ pub fn AuditPage() -> impl IntoView {
                 <button type="submit" class="button" data-testid="apply-filters">"Apply"</button>
             </form>
         </section>
+    }
+    .into_any()
+}
+
+/// The live state, pause, downloads and the events themselves.
+#[component]
+fn Events(
+    rows: RwSignal<Vec<AuditRow>>,
+    live: RwSignal<StreamState>,
+    paused: RwSignal<bool>,
+    applied: RwSignal<StreamQuery>,
+    toggle: impl Fn(leptos::ev::MouseEvent) + 'static,
+) -> impl IntoView {
+    view! {
         <section class="card" aria-labelledby="audit-events-title">
             <div class="live-bar">
                 <h2 id="audit-events-title">"Events"</h2>
@@ -164,6 +197,12 @@ pub fn AuditPage() -> impl IntoView {
                     {move || if paused.get() { "Resume" } else { "Pause" }}
                 </button>
             </div>
+            <p class="downloads">
+                "Download the filtered range (agent and time; the last 30 days when no time is set): "
+                <a href=move || export_url("jsonl", &applied.get(), now_ms()) data-testid="export-jsonl" download>"JSON Lines"</a>
+                " · "
+                <a href=move || export_url("csv", &applied.get(), now_ms()) data-testid="export-csv" download>"CSV"</a>
+            </p>
             <p class="muted small">
                 "Newest first; the page keeps the last " {MAX_ROWS} " events. The record is append-only and hash-chained per account: an edited, deleted or reordered entry is detectable."
             </p>
@@ -190,6 +229,7 @@ pub fn AuditPage() -> impl IntoView {
             </Show>
         </section>
     }
+    .into_any()
 }
 
 #[component]
@@ -215,6 +255,21 @@ fn EventRow(row: AuditRow) -> impl IntoView {
                 {details.map(|d| view! { <details><summary>"metadata"</summary><pre class="small">{d}</pre></details> })}
             </td>
         </tr>
+    }
+}
+
+/// Milliseconds since the epoch, on whichever side renders.
+fn now_ms() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
     }
 }
 
