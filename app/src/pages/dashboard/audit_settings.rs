@@ -288,11 +288,12 @@ fn AddDestinationForm(add: ServerAction<AddSiemDestination>) -> impl IntoView {
             kind.set("syslog_tls".into());
         }
     });
+    // Fields of the other kinds are hidden and disabled, so the browser does not send what they hold.
     let is_url = move || kind.get() == "https_json";
     let no_tls = move || kind.get() == "syslog_tcp";
     view! {
         <h3 id="siem-add-title">"Add a destination"</h3>
-        <ActionForm action=add node_ref=form attr:class="stack-form" attr:aria-labelledby="siem-add-title" attr:autocomplete="off">
+        <ActionForm action=add node_ref=form attr:class="stack-form wide" attr:aria-labelledby="siem-add-title" attr:autocomplete="off">
             <label for="siem-name">"Name"</label>
             <input id="siem-name" name="name" required maxlength="100" placeholder="Company SIEM" />
             <label for="siem-kind">"Kind"</label>
@@ -317,9 +318,9 @@ fn AddDestinationForm(add: ServerAction<AddSiemDestination>) -> impl IntoView {
             </ul>
             <div class="field-group" hidden=is_url>
                 <label for="siem-host">"Host"</label>
-                <input id="siem-host" name="host" maxlength="253" placeholder="siem.example.com" spellcheck="false" />
+                <input id="siem-host" name="host" maxlength="253" placeholder="siem.example.com" spellcheck="false" disabled=is_url />
                 <label for="siem-port">"Port"</label>
-                <input id="siem-port" name="port" inputmode="numeric" pattern="[0-9]*" maxlength="5" placeholder="6514" />
+                <input id="siem-port" name="port" inputmode="numeric" pattern="[0-9]*" maxlength="5" placeholder="6514" disabled=is_url />
             </div>
             <div class="field-group" hidden=move || !is_url()>
                 <label for="siem-url">"URL"</label>
@@ -331,6 +332,7 @@ fn AddDestinationForm(add: ServerAction<AddSiemDestination>) -> impl IntoView {
                     placeholder="https://siem.example.com/ingest"
                     spellcheck="false"
                     aria-describedby="siem-url-help"
+                    disabled=move || !is_url()
                 />
                 <p id="siem-url-help" class="muted">
                     "https:// only, without a user name or password. Treat it like a password if it holds a token: after saving, only its host is shown."
@@ -345,6 +347,7 @@ fn AddDestinationForm(add: ServerAction<AddSiemDestination>) -> impl IntoView {
                     spellcheck="false"
                     placeholder="-----BEGIN CERTIFICATE-----"
                     aria-describedby="siem-ca-help"
+                    disabled=no_tls
                 ></textarea>
                 <p id="siem-ca-help" class="muted">
                     "Only if your receiver's certificate is issued by your own CA; public CAs are trusted already."
