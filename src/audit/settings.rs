@@ -229,13 +229,17 @@ pub fn endpoint_display(d: &Destination) -> String {
     }
 }
 
+/// Destinations one client may have: each is a stream of outgoing connections from the platform.
+pub const MAX_DESTINATIONS: usize = 10;
+
 fn destination_event(client: ClientId, actor: Actor, action: &'static str, d: &Destination) -> NewEvent {
     NewEvent::new(Some(client), actor, ActionType::known(action)).target(d.name.clone())
 }
 
-/// Adds a SIEM destination for `client` ([`siem::create`]) and records `siem.destination_created`. A
-/// destination whose address is visibly non-public is refused here (unless `siem.allow_private_destinations`);
-/// one whose name resolves to such an address is refused by the forwarder, which says so in `last_error`.
+/// Adds a SIEM destination for `client` ([`siem::create`]), at most [`MAX_DESTINATIONS`], and records
+/// `siem.destination_created`. A destination whose address is visibly non-public is refused here (unless
+/// `siem.allow_private_destinations`); one whose name resolves to such an address is refused by the forwarder,
+/// which says so in `last_error`.
 pub async fn add_destination(
     db: &Db,
     rules: &SiemConfig,
@@ -249,6 +253,11 @@ pub async fn add_destination(
             "the destination is a loopback, private, link-local or other non-public address; DeployClaw only \
              forwards to public addresses"
                 .into(),
+        ));
+    }
+    if siem::list(db, client).await?.len() >= MAX_DESTINATIONS {
+        return Err(DbError::Invalid(
+            format!("an account has at most {MAX_DESTINATIONS} SIEM destinations; delete one first").into(),
         ));
     }
     let start = match new.start {

@@ -179,6 +179,20 @@ db_test!(destination_changes_are_recorded_and_stay_in_their_client, |t| {
     assert_eq!(deleted[0].metadata.0["destination_id"], web.id.to_string());
     assert!(matches!(settings::delete_destination(&t.db, actor, acme, web.id, &ctx()).await, Err(DbError::NotFound)));
 
+    // At most MAX_DESTINATIONS per client; another client has its own allowance.
+    for i in 1..settings::MAX_DESTINATIONS {
+        settings::add_destination(&t.db, &rules, actor, acme, syslog(&format!("logs{i}.example.com"), 6514), &ctx())
+            .await
+            .unwrap();
+    }
+    assert_eq!(siem::list(&t.db, acme).await.unwrap().len(), settings::MAX_DESTINATIONS);
+    let err = settings::add_destination(&t.db, &rules, actor, acme, syslog("one-more.example.com", 6514), &ctx())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 10 SIEM destinations"), "{err}");
+    assert_eq!(events(&t.db, acme, "siem.destination_created").await.len(), settings::MAX_DESTINATIONS + 1);
+    settings::add_destination(&t.db, &rules, theirs, globex, syslog("logs.example.com", 6514), &ctx()).await.unwrap();
+
     // The tokens are nowhere in the record.
     for e in audit::recent(&t.db, acme, None, 100).await.unwrap() {
         let text = format!("{} {:?}", e.metadata.0, e.target);
