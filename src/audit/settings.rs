@@ -255,6 +255,11 @@ pub async fn add_destination(
                 .into(),
         ));
     }
+    if new.kind == siem::Kind::SyslogTcp && new.ca_pem.is_some() {
+        return Err(DbError::Invalid(
+            "plain TCP does not use certificates; choose syslog over TLS (syslog_tls) to give a CA certificate".into(),
+        ));
+    }
     if siem::list(db, client).await?.len() >= MAX_DESTINATIONS {
         return Err(DbError::Invalid(
             format!("an account has at most {MAX_DESTINATIONS} SIEM destinations; delete one first").into(),

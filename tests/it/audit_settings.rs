@@ -232,6 +232,15 @@ db_test!(visibly_non_public_destinations_are_refused_unless_the_operator_allows_
     assert!(err.to_string().contains("https://"), "{err}");
     assert!(events(&t.db, acme, "siem.destination_created").await.is_empty());
 
+    let tcp_with_ca = NewDestination {
+        kind: Kind::SyslogTcp,
+        ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+        ..syslog("logs.example.com", 514)
+    };
+    let err = settings::add_destination(&t.db, &public_only, actor, acme, tcp_with_ca, &ctx()).await.unwrap_err();
+    assert!(err.to_string().contains("plain TCP does not use certificates"), "{err}");
+    assert!(events(&t.db, acme, "siem.destination_created").await.is_empty());
+
     // A self-hosted operator may allow private destinations.
     let allow = SiemConfig { allow_private_destinations: true };
     let d = settings::add_destination(&t.db, &allow, actor, acme, syslog("127.0.0.1", 6514), &ctx()).await.unwrap();

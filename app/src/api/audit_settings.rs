@@ -153,11 +153,6 @@ fn parse_new_destination(
         _ => return Err(AppError::Invalid("Choose where to start: from the oldest stored event, or from now.".into())),
     };
     let ca_pem = Some(ca_pem).filter(|c| !c.trim().is_empty());
-    if ca_pem.is_some() && kind == Kind::SyslogTcp {
-        return Err(AppError::Invalid(
-            "Plain TCP does not use certificates; choose syslog over TLS to give a CA certificate.".into(),
-        ));
-    }
     Ok(NewDestination { name, kind, endpoint, ca_pem, start })
 }
 
