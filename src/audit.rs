@@ -21,6 +21,7 @@ pub mod chain;
 pub mod export;
 pub mod live;
 pub mod retention;
+pub mod settings;
 pub mod siem;
 
 use chain::{CanonicalEvent, Chain, ChainHash};

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod audit_settings;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod caller;

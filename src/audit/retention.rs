@@ -42,8 +42,12 @@ impl RetentionPolicy {
     /// Days to keep the events of a client on `plan` whose own setting is `override_days`: the override or the
     /// default, clamped to the platform maximum and to the plan's limit.
     pub fn days_for(&self, override_days: Option<u32>, plan: Option<&str>) -> u32 {
-        let max = plan.and_then(plan_max_retention_days).map_or(self.max_days, |p| p.min(self.max_days)).max(1);
-        override_days.unwrap_or(self.default_days).clamp(1, max)
+        override_days.unwrap_or(self.default_days).clamp(1, self.max_days_for(plan))
+    }
+
+    /// The most a client on `plan` may keep: the platform maximum, lowered by the plan's limit if it has one.
+    pub fn max_days_for(&self, plan: Option<&str>) -> u32 {
+        plan.and_then(plan_max_retention_days).map_or(self.max_days, |p| p.min(self.max_days)).max(1)
     }
 }
 

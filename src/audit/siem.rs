@@ -123,6 +123,15 @@ pub enum Endpoint {
     Url(Url),
 }
 
+impl Endpoint {
+    /// An `https_json` endpoint typed by a person. The refusal never repeats the text (it may hold a token).
+    pub fn parse_url(text: &str) -> Result<Self, DbError> {
+        Url::parse(text.trim())
+            .map(Self::Url)
+            .map_err(|_| invalid("the URL is not a valid address; it looks like https://siem.example.com/ingest"))
+    }
+}
+
 /// Where a new destination's forwarding starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {

@@ -4,6 +4,7 @@ mod admin;
 mod agent_detail;
 mod agents;
 mod audit;
+mod audit_settings;
 mod credentials;
 mod layout;
 mod overview;

@@ -34,6 +34,8 @@ struct World {
     agent: String,
     /// A second agent of the owner's client, for delete.
     spare_agent: String,
+    /// A SIEM destination of the owner's client.
+    siem_destination: String,
 }
 
 impl World {
@@ -74,7 +76,23 @@ impl World {
             vec![("agent_id", agent.id.to_string()), ("name", "openai_key".into()), ("value", "sk-test-1".into())],
         )
         .await;
+        let siem_destination = deployclaw::audit::siem::create(
+            app.platform.db(),
+            owner_user.client_id,
+            deployclaw::audit::siem::NewDestination {
+                name: "Company SIEM".into(),
+                kind: deployclaw::audit::siem::Kind::HttpsJson,
+                endpoint: deployclaw::audit::siem::Endpoint::parse_url("https://siem.example.com/in").unwrap(),
+                ca_pem: None,
+                start: deployclaw::audit::siem::StartAt::Now,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
         Self {
+            siem_destination,
             agent: agent.id.to_string(),
             spare_agent: spare.id.to_string(),
             member: app.sign_in_as(&member_user, fresh).await,
@@ -266,6 +284,57 @@ fn table() -> Vec<Row> {
                 Owner => 200,
             },
         },
+        // Before the role change below makes the member an admin.
+        Row { endpoint: "audit_settings", args: none, expect: signed_in_ok },
+        Row {
+            endpoint: "set_audit_retention",
+            args: |_, _| vec![("days".into(), "30".into())],
+            // Another client's owner sets their own client's retention (checked below).
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 200,
+            },
+        },
+        Row {
+            endpoint: "add_siem_destination",
+            args: |_, who| {
+                vec![
+                    ("name".into(), format!("siem-{who:?}").to_lowercase()),
+                    ("kind".into(), "https_json".into()),
+                    ("url".into(), "https://siem.example.com/in".into()),
+                    ("start".into(), "now".into()),
+                ]
+            },
+            // Another client's owner adds one to their own client (checked below).
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 200,
+            },
+        },
+        Row {
+            endpoint: "set_siem_destination_enabled",
+            args: |w, _| {
+                vec![("destination_id".into(), w.siem_destination.clone()), ("enabled".into(), "false".into())]
+            },
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
+            endpoint: "delete_siem_destination",
+            args: |w, _| vec![("destination_id".into(), w.siem_destination.clone())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
         Row {
             endpoint: "revoke_session",
             args: |w, _| vec![("handle".into(), w.owner_other_session.clone())],
@@ -380,6 +449,24 @@ async fn each_server_function_admits_exactly_who_it_should() {
     );
     let globex_agents = deployclaw::db::agents::list(db, world.other_owner.user.client_id).await.unwrap();
     assert_eq!(globex_agents.len(), 1, "the other owner created an agent in their own client");
+    let acme_siem: Vec<String> = deployclaw::audit::siem::list(db, world.owner.user.client_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(acme_siem, ["siem-owner"], "the owner deleted the first and added one; nobody else added any");
+    let globex_siem = deployclaw::audit::siem::list(db, world.other_owner.user.client_id).await.unwrap();
+    assert_eq!(globex_siem.len(), 1, "the other owner added a destination to their own client");
+    let policy = (&world.app.platform.config().audit).into();
+    for (client, want) in [
+        (world.owner.user.client_id, Some(30)),
+        (world.other_owner.user.client_id, Some(30)),
+        (world.admin.user.client_id, None),
+    ] {
+        let setting = deployclaw::audit::settings::retention(db, &policy, client).await.unwrap();
+        assert_eq!(setting.client_days, want, "retention of {client}");
+    }
     // The owner's deploy really ran a container; remove it with its network and volume.
     let bot = agents.iter().find(|a| a.name == "bot").unwrap();
     assert!(bot.container_id.is_some(), "deployed by the owner");

@@ -5,6 +5,7 @@ mod support;
 
 mod agents;
 mod audit_export;
+mod audit_settings;
 mod audit_stream;
 mod auth;
 mod authz;

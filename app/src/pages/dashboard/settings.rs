@@ -1,8 +1,10 @@
-//! Settings: where you are signed in (with revoke and "sign out everywhere"), and your team.
+//! Settings: where you are signed in (with revoke and "sign out everywhere"), your team, and your audit trail's
+//! retention and SIEM forwarding.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use super::audit_settings::AuditTrailCard;
 use crate::api::account::{
     list_sessions, list_team, ChangeMemberRole, InviteMember, MemberRow, ResetMemberTwoFactor, RevokeSession,
     SessionRow, SignOutEverywhere,
@@ -16,10 +18,11 @@ pub fn SettingsPage() -> impl IntoView {
         <Title text="Settings" />
         <PageHeader
             title="Settings"
-            lead="Where you are signed in, and who is on your team. Sessions end after 30 minutes without activity and after 12 hours at most."
+            lead="Where you are signed in, who is on your team, and how your audit trail is kept and forwarded. Sessions end after 30 minutes without activity and after 12 hours at most."
         />
         <SessionsCard />
         <TeamCard />
+        <AuditTrailCard />
     }
 }
 
