@@ -12,6 +12,7 @@ pub mod db;
 pub mod email;
 pub mod identity;
 pub mod mail;
+pub mod net;
 pub mod platform;
 pub mod runtime;
 pub mod scrub;
