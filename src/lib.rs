@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod gateway;
 pub mod identity;
 pub mod mail;
 pub mod net;
