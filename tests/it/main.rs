@@ -7,6 +7,7 @@ mod audit;
 mod audit_chain;
 mod audit_export;
 mod audit_live;
+mod gateway;
 mod identity;
 mod mail;
 mod migrations;
