@@ -313,6 +313,46 @@ pub struct PermissionsInput {
     pub max_daily_token_spend_usd: String,
 }
 
+impl PermissionsInput {
+    /// The dashboard form: scopes separated by commas, spaces or new lines; one rate limit per line as
+    /// `SCOPE PER_HOUR PER_DAY`; domains separated by commas, spaces or new lines; a USD amount.
+    pub fn from_form(
+        scopes: &str,
+        rate_limits: &str,
+        allowed_domains: &str,
+        max_daily_token_spend_usd: &str,
+    ) -> Result<Self, PermissionsError> {
+        let words = |s: &str| -> Vec<String> {
+            s.split(|c: char| c == ',' || c.is_whitespace()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+        };
+        let mut limits = BTreeMap::new();
+        for (n, line) in rate_limits.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let parts = words(line);
+            let number = |s: &String| s.parse::<u32>().ok();
+            match parts.as_slice() {
+                [scope, hour, day] => match (number(hour), number(day)) {
+                    (Some(max_per_hour), Some(max_per_day)) => {
+                        limits.insert(scope.clone(), RateLimit { max_per_hour, max_per_day });
+                    }
+                    _ => return Err(invalid(format!("rate limits, line {}: the limits must be whole numbers", n + 1))),
+                },
+                _ => {
+                    return Err(invalid(format!(
+                        "rate limits, line {}: write SCOPE PER_HOUR PER_DAY, e.g. api:outbound 100 1000",
+                        n + 1
+                    )))
+                }
+            }
+        }
+        Ok(Self {
+            scopes: words(scopes),
+            rate_limits: limits,
+            allowed_domains: words(allowed_domains),
+            max_daily_token_spend_usd: max_daily_token_spend_usd.trim().to_string(),
+        })
+    }
+}
+
 /// An agent's validated permissions. Stored as JSON:
 /// `{"scopes":[..],"rate_limits":{"api:outbound":{"max_per_hour":..,"max_per_day":..}},
 ///   "allowed_domains":[..],"max_daily_token_spend_micro_usd":N}`.
@@ -572,6 +612,24 @@ mod tests {
             Permissions::from_stored(&serde_json::json!({"allowed_domains": ["*"], "scopes": ["api:outbound"]})),
             Permissions::deny_all()
         );
+    }
+
+    #[test]
+    fn the_dashboard_form_is_read_leniently_and_checked_strictly() {
+        let input = PermissionsInput::from_form(
+            "api:outbound, email:read",
+            "api:outbound 10 100\n\n",
+            "api.example.com\n*.example.org, x.io",
+            " 3.5 ",
+        )
+        .unwrap();
+        let p = Permissions::parse(&input).unwrap();
+        assert_eq!(p.scopes.len(), 2);
+        assert_eq!(p.allowed_domains.len(), 3);
+        assert_eq!(p.rate_limit(Scope::ApiOutbound), RateLimit { max_per_hour: 10, max_per_day: 100 });
+        assert_eq!(p.max_daily_token_spend_micro_usd.micro(), 3_500_000);
+        assert!(PermissionsInput::from_form("", "api:outbound 10", "", "").unwrap_err().0.contains("line 1"));
+        assert!(PermissionsInput::from_form("", "api:outbound ten 100", "", "").is_err());
     }
 
     #[test]
