@@ -452,3 +452,76 @@ async fn from_inside_a_container_only_allowed_hosts_get_through_the_proxy() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Numbers for the record (debug build, loopback, SQLite): CONNECT latency (request sent to `200` read,
+/// including the database read of the agent's permissions) over 200 sequential tunnels, and the throughput of
+/// 64 MiB through one tunnel into a counting sink. Asserts only that everything arrived.
+#[tokio::test]
+async fn connect_latency_and_tunnel_throughput_on_loopback() {
+    let t = TestDb::fresh(Which::Sqlite).await;
+    // A sink on 127.0.0.1: counts what it reads, then answers with the count.
+    let sink = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..300 {
+            let Ok((mut s, _)) = sink.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = s.write_all(total.to_string().as_bytes()).await;
+            });
+        }
+    });
+    let f = fixture(&t.db, permissions(&[ALLOWED], Some((1000, 1000)))).await;
+    let proxy = EgressProxy::new(t.db.clone(), settings(sink_addr));
+    let addr = proxy.listen(f.client, f.agent, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
+    let request = format!(
+        "CONNECT {ALLOWED}:{} HTTP/1.1\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        sink_addr.port(),
+        basic(&f.token)
+    );
+    let open = || async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 39];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head[..], b"HTTP/1.1 200 Connection established\r\n\r\n");
+        s
+    };
+    let mut latencies = Vec::with_capacity(200);
+    let bench = async {
+        for _ in 0..200 {
+            let start = Instant::now();
+            let s = open().await;
+            latencies.push(start.elapsed());
+            drop(s);
+        }
+        let mut s = open().await;
+        let chunk = vec![0x5au8; 1024 * 1024];
+        let start = Instant::now();
+        for _ in 0..64 {
+            s.write_all(&chunk).await.unwrap();
+        }
+        s.shutdown().await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        (start.elapsed(), answer)
+    };
+    let (elapsed, answer) = tokio::time::timeout(Duration::from_secs(120), bench).await.expect("within 2 minutes");
+    assert_eq!(answer, (64u64 * 1024 * 1024).to_string(), "every byte arrived");
+    latencies.sort();
+    eprintln!(
+        "CONNECT latency over 200 tunnels: p50 {:?}, p99 {:?}; 64 MiB through one tunnel in {:?} ({:.0} MiB/s)",
+        latencies[100],
+        latencies[197],
+        elapsed,
+        64.0 / elapsed.as_secs_f64()
+    );
+    t.cleanup().await;
+}
