@@ -219,7 +219,7 @@ db_test!(other_hosts_ip_literals_and_private_names_are_refused_with_a_reason, |t
         (format!("other.example.com:{up}"), "host not on this agent's allowlist"),
         (format!("127.0.0.1:{up}"), "IP addresses are not allowed"),
         (format!("[::1]:{up}"), "IP addresses are not allowed"),
-        (format!("169.254.169.254:80"), "IP addresses are not allowed"),
+        ("169.254.169.254:80".to_string(), "IP addresses are not allowed"),
         // localhost resolves to 127.0.0.1: refused as a name (no single-label names) before any lookup.
         (format!("localhost:{up}"), "not a valid host name"),
         (format!("127.1:{up}"), "not a valid host name"),
