@@ -370,6 +370,58 @@ db_test!(oversized_headers_are_refused, |t| {
     assert_eq!(a.status, 431, "{a:?}");
 });
 
+db_test!(open_connections_are_capped_and_idle_tunnels_closed, |t| {
+    let f = fixture(&t.db, permissions(&[ALLOWED], None)).await;
+    let proxy = EgressProxy::new(
+        t.db.clone(),
+        ProxySettings {
+            max_connections_per_agent: 2,
+            idle_timeout: Duration::from_millis(300),
+            ..settings(f.upstream)
+        },
+    );
+    let addr = proxy.listen(f.client, f.agent, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
+    let request = format!(
+        "CONNECT {ALLOWED}:{} HTTP/1.1\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        f.upstream.port(),
+        basic(&f.token)
+    );
+    let open = || async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        (s, String::from_utf8_lossy(&head).to_string())
+    };
+    let run = async {
+        let (mut a, head_a) = open().await;
+        let (_b, head_b) = open().await;
+        assert!(head_a.ends_with("200") && head_b.ends_with("200"), "{head_a} {head_b}");
+        let (mut c, head_c) = open().await;
+        assert_eq!(head_c, "HTTP/1.1 403");
+        let mut rest = String::new();
+        c.read_to_string(&mut rest).await.unwrap();
+        assert!(rest.ends_with("too many open connections for this agent\n"), "{rest}");
+        // Nothing sent either way: the tunnel is closed after the idle timeout (bounded wait).
+        let mut rest = Vec::new();
+        let started = Instant::now();
+        a.read_to_end(&mut rest).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // A slot is free again once the closed tunnel's audit event is written (bounded retries).
+        let mut last = String::new();
+        for _ in 0..50 {
+            let (_d, head_d) = open().await;
+            if head_d.ends_with("200") {
+                return;
+            }
+            last = head_d;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no slot freed after the idle close: {last}");
+    };
+    tokio::time::timeout(Duration::from_secs(15), run).await.expect("within 15 s");
+});
+
 /// `ip route get` must name a local podman bridge and no gateway (see runtime.rs).
 fn assert_routed_to_a_local_bridge(ip: Ipv4Addr) {
     let out = std::process::Command::new("ip").args(["route", "get", &ip.to_string()]).output().expect("ip route");
