@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::agents::{self, Agent, AgentName, AgentStatus, NewAgent};
 use crate::db::{AgentId, ClientId, Db, DbError};
+use crate::gateway::{EgressProxy, Permissions};
 use crate::identity::sign_in::RequestContext;
 use crate::runtime::hardening::{self, Template};
 use crate::runtime::subnets::{Pool, Subnet};
@@ -56,6 +57,8 @@ pub struct Agents {
     runtime: Option<Arc<dyn ContainerRuntime>>,
     pool: Pool,
     metrics: Arc<std::sync::Mutex<HashMap<AgentId, VecDeque<MetricPoint>>>>,
+    /// The egress proxy, once the server attached it (tests of other parts run without one).
+    gateway: Arc<std::sync::OnceLock<EgressProxy>>,
 }
 
 /// Samples kept per agent: 120 x 5 s = the last 10 minutes.
@@ -78,7 +81,56 @@ impl std::fmt::Debug for Agents {
 
 impl Agents {
     pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
-        Self { db, vault, runtime, pool, metrics: Arc::default() }
+        Self { db, vault, runtime, pool, metrics: Arc::default(), gateway: Arc::default() }
+    }
+
+    /// Hands agents the egress proxy: deploying then makes it listen on the agent's gateway address, and
+    /// removing stops that. Set once; later calls are ignored.
+    pub fn attach_gateway(&self, proxy: EgressProxy) {
+        let _ = self.gateway.set(proxy);
+    }
+
+    pub fn gateway(&self) -> Option<&EgressProxy> {
+        self.gateway.get()
+    }
+
+    /// Makes the proxy listen for the agent on its network's gateway address. A failure is logged and the
+    /// agent is left without a way out (closed, not open).
+    async fn open_gateway(&self, agent: &Agent, subnet: Subnet) {
+        if let Some(proxy) = self.gateway.get() {
+            let addr = std::net::SocketAddr::new(subnet.gateway().into(), proxy.port());
+            if let Err(e) = proxy.listen(agent.client_id, agent.id, addr).await {
+                tracing::error!(agent = %agent.id, %addr, error = %e, "the egress proxy cannot listen for this agent");
+            }
+        }
+    }
+
+    /// The agent's permissions (deny-all until set).
+    pub async fn permissions(&self, client_id: ClientId, id: AgentId) -> Result<Permissions, DbError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        Ok(Permissions::from_stored(&agent.permissions.0))
+    }
+
+    /// Replaces an agent's permissions. Applies to a running agent at once, without a restart: the egress
+    /// proxy reads them on every connection. Audited as `agent.permissions_updated` with what changed, by
+    /// name.
+    pub async fn update_permissions(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        permissions: Permissions,
+        ctx: &RequestContext,
+    ) -> Result<Permissions, DbError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        if agent.status == AgentStatus::Deleting {
+            return Err(DbError::Invalid("this agent is being deleted".into()));
+        }
+        let before = Permissions::from_stored(&agent.permissions.0);
+        let change = permissions.changes_from(&before);
+        crate::gateway::store_permissions(&self.db, client_id, id, &permissions).await?;
+        self.record(actor, &agent, "agent.permissions_updated", Some(ctx), json!({ "changed": change })).await?;
+        Ok(permissions)
     }
 
     /// Records a sample (bounded history: the oldest go first).
@@ -150,7 +202,13 @@ impl Agents {
                 format!("unknown template {template:?}; choose one of: {}", known.join(", ")).into(),
             ));
         }
-        let new = NewAgent { name, template: template.to_string(), config: json!({}), permissions: json!({}) };
+        // A new agent may do nothing until its owner grants it something (docs/gateway.md).
+        let new = NewAgent {
+            name,
+            template: template.to_string(),
+            config: json!({}),
+            permissions: Permissions::deny_all().to_stored(),
+        };
         let agent = agents::create_configured(&self.db, client_id, new).await.map_err(|e| match e {
             DbError::Conflict(_) => DbError::Conflict("you already have an agent with this name".into()),
             other => other,
@@ -249,6 +307,7 @@ impl Agents {
         let labels = hardening::labels(agent.client_id, agent.id);
         runtime.ensure_network(&hardening::network_spec(agent.client_id, agent.id, subnet)).await?;
         runtime.ensure_volume(&names.volume, &labels).await?;
+        self.open_gateway(agent, subnet).await;
         let settings = AgentSettings::from_config(&agent.config)?;
         // The customer's plain settings first; credentials, the token and the proxy (added by `hardening`)
         // come after, under names settings may not use.
@@ -267,7 +326,7 @@ impl Agents {
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let token = format!("dca_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
         let token_hash = Sha256::digest(token.as_bytes()).to_vec();
-        env.push(("DEPLOYCLAW_AGENT_TOKEN".into(), token.clone()));
+        env.push((hardening::TOKEN_ENV.into(), token.clone()));
         env.push(("OPENCLAW_GATEWAY_TOKEN".into(), token));
         let limits = hardening::limits(template, Some(settings.memory_bytes(template)), settings.cpu_millis());
         let spec = hardening::container_spec(template, agent.client_id, agent.id, subnet, limits, env);
@@ -491,6 +550,9 @@ impl Agents {
 
     /// Removes an agent's container, network and state volume (each step idempotent).
     async fn tear_down(&self, runtime: &dyn ContainerRuntime, agent: &Agent) -> Result<(), AgentError> {
+        if let Some(proxy) = self.gateway.get() {
+            proxy.stop(agent.id);
+        }
         let names = hardening::names(agent.client_id, agent.id);
         runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
         runtime.remove_container(&names.container).await?;

@@ -57,6 +57,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub siem: SiemConfig,
+    pub gateway: GatewayConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
 }
@@ -77,6 +78,20 @@ pub struct SiemConfig {
     /// non-public addresses. Off by default: a destination is then a way into our own network (SSRF).
     /// Tests turn it on to use 127.0.0.1; a self-hosted operator may turn it on for an internal SIEM.
     pub allow_private_destinations: bool,
+}
+
+/// The agents' egress gateway (docs/gateway.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Exact upstream socket addresses the proxy may connect to although they are not public (tests only:
+    /// a local stand-in on 127.0.0.1). Empty by default; never a range.
+    pub test_upstreams: Vec<SocketAddr>,
+    /// Resolving and connecting upstream (1-60 s, default 10).
+    pub connect_timeout: Duration,
+    /// A tunnel with no traffic either way is closed after this (10-3600 s, default 300).
+    pub idle_timeout: Duration,
+    /// Open proxy connections per agent (1-1024, default 64).
+    pub max_connections_per_agent: usize,
 }
 
 /// The audit trail: checkpoints and retention (docs/audit.md).
@@ -227,6 +242,28 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     siem: RawSiem,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawGateway {
+    test_upstreams: Vec<String>,
+    connect_timeout_secs: u64,
+    idle_timeout_secs: u64,
+    max_connections_per_agent: usize,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            test_upstreams: Vec::new(),
+            connect_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            max_connections_per_agent: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -334,6 +371,7 @@ impl Default for RawConfig {
             },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
             siem: RawSiem::default(),
+            gateway: RawGateway::default(),
         }
     }
 }
@@ -549,6 +587,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     }
 
     let audit = validate_audit(&raw.audit)?;
+    let gateway = validate_gateway(&raw.gateway)?;
 
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
@@ -574,7 +613,36 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
+        gateway,
         sources,
+    })
+}
+
+fn validate_gateway(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
+    let mut test_upstreams = Vec::new();
+    for entry in &raw.test_upstreams {
+        let addr: SocketAddr = entry.trim().parse().map_err(|_| {
+            ConfigError::invalid("gateway.test_upstreams", format!("{entry:?} is not an exact IP:port address"))
+        })?;
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(ConfigError::invalid("gateway.test_upstreams", format!("{entry:?} is not one exact address")));
+        }
+        test_upstreams.push(addr);
+    }
+    if !(1..=60).contains(&raw.connect_timeout_secs) {
+        return Err(ConfigError::invalid("gateway.connect_timeout_secs", "must be between 1 and 60 seconds"));
+    }
+    if !(10..=3600).contains(&raw.idle_timeout_secs) {
+        return Err(ConfigError::invalid("gateway.idle_timeout_secs", "must be between 10 and 3600 seconds"));
+    }
+    if !(1..=1024).contains(&raw.max_connections_per_agent) {
+        return Err(ConfigError::invalid("gateway.max_connections_per_agent", "must be between 1 and 1024"));
+    }
+    Ok(GatewayConfig {
+        test_upstreams,
+        connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
+        idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
+        max_connections_per_agent: raw.max_connections_per_agent,
     })
 }
 
@@ -843,6 +911,22 @@ mod tests {
         assert!(c.siem.allow_private_destinations);
         let err = load(&[("DEPLOYCLAW_SIEM__ALLOW_PRIVATE_DESTINATIONS", "maybe")]).unwrap_err().to_string();
         assert!(err.contains("siem.allow_private_destinations"), "{err}");
+    }
+
+    #[test]
+    fn gateway_test_upstreams_are_exact_addresses_and_empty_by_default() {
+        let c = load(&[]).unwrap();
+        assert!(c.gateway.test_upstreams.is_empty());
+        let c = load(&[("DEPLOYCLAW_GATEWAY__TEST_UPSTREAMS", "[\"127.0.0.1:4000\"]")]).unwrap();
+        assert_eq!(c.gateway.test_upstreams, vec!["127.0.0.1:4000".parse().unwrap()]);
+        for bad in
+            ["[\"127.0.0.0/8\"]", "[\"127.0.0.1\"]", "[\"127.0.0.1:0\"]", "[\"0.0.0.0:80\"]", "[\"localhost:80\"]"]
+        {
+            let err = load(&[("DEPLOYCLAW_GATEWAY__TEST_UPSTREAMS", bad)]).unwrap_err().to_string();
+            assert!(err.contains("gateway.test_upstreams"), "{bad}: {err}");
+        }
+        let err = load(&[("DEPLOYCLAW_GATEWAY__IDLE_TIMEOUT_SECS", "1")]).unwrap_err().to_string();
+        assert!(err.contains("gateway.idle_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -222,6 +222,15 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let grace = config.server.shutdown_grace;
     let platform = Platform::start(config).await?;
     let pruner = tokio::spawn(prune_sessions(platform.clone()));
+    // The agents' only way out: listens on every deployed agent's gateway address now, and on each new
+    // one when it is deployed (before the reconciler can recreate anything).
+    let gateway = deployclaw::gateway::EgressProxy::new(
+        platform.db().clone(),
+        deployclaw::gateway::ProxySettings::from_config(&platform.config().gateway),
+    );
+    platform.agents().attach_gateway(gateway.clone());
+    let listening = gateway.listen_all(platform.config().runtime.network_pool).await;
+    tracing::info!(agents = listening, "egress proxy started");
     // Keeps running agents running: restarts crashed ones with backoff, recreates missing containers,
     // reports orphans. First pass at once (after a restart of the server), then every 5 seconds.
     let reconciler = tokio::spawn(

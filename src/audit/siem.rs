@@ -36,7 +36,7 @@ use net::Connection;
 mod net;
 mod syslog;
 
-pub use net::is_public;
+pub use crate::net::is_public;
 pub use syslog::syslog_message;
 
 /// Largest `ca_pem` accepted.

@@ -31,6 +31,12 @@ pub struct Template {
 
 const MIB: u64 = 1024 * 1024;
 
+/// The port of the egress proxy on every agent network's gateway address.
+pub const GATEWAY_PORT: u16 = 3128;
+
+/// The environment variable holding the agent's gateway token (set by `agents`).
+pub const TOKEN_ENV: &str = "DEPLOYCLAW_AGENT_TOKEN";
+
 /// The templates this build knows.
 pub const TEMPLATES: &[Template] = &[
     Template {
@@ -113,7 +119,9 @@ pub fn limits(template: &Template, memory_bytes: Option<u64>, cpus_milli: u32) -
 }
 
 /// The container of an agent. `env` holds what the agent needs (its gateway token, injected credentials);
-/// proxy settings pointing at the gateway are added here.
+/// proxy settings pointing at the gateway are added here, with the token (`DEPLOYCLAW_AGENT_TOKEN`, when
+/// given) as the proxy password: `http://agent:TOKEN@GATEWAY:3128`, which is how Node and curl send
+/// `Proxy-Authorization: Basic`. The token is URL-safe base64, so it needs no escaping.
 pub fn container_spec(
     template: &Template,
     client: ClientId,
@@ -123,7 +131,9 @@ pub fn container_spec(
     mut env: Vec<(String, String)>,
 ) -> ContainerSpec {
     let names = names(client, agent);
-    let proxy = format!("http://{}:3128", subnet.gateway());
+    let credentials =
+        env.iter().find(|(k, _)| k == TOKEN_ENV).map(|(_, token)| format!("agent:{token}@")).unwrap_or_default();
+    let proxy = format!("http://{credentials}{}:{GATEWAY_PORT}", subnet.gateway());
     for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
         env.push((key.to_string(), proxy.clone()));
     }
@@ -168,5 +178,18 @@ mod tests {
         assert_eq!(spec.labels[LABEL_CLIENT], client.to_string());
         let proxy = spec.env.iter().find(|(k, _)| k == "HTTPS_PROXY").unwrap();
         assert_eq!(proxy.1, format!("http://{}:3128", subnet.gateway()));
+    }
+
+    #[test]
+    fn the_proxy_url_carries_the_agent_token() {
+        let (client, agent) = (ClientId::new(), AgentId::new());
+        let t = template("test-agent").unwrap();
+        let subnet = DEFAULT_POOL.block(5).unwrap();
+        let env = vec![(TOKEN_ENV.to_string(), "dca_abc-_1".to_string())];
+        let spec = container_spec(t, client, agent, subnet, limits(t, None, 1000), env);
+        for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            let proxy = spec.env.iter().find(|(k, _)| k == key).unwrap();
+            assert_eq!(proxy.1, format!("http://agent:dca_abc-_1@{}:3128", subnet.gateway()), "{key}");
+        }
     }
 }

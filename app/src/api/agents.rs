@@ -1,4 +1,4 @@
-//! Agents: list, configure (not yet deployed), delete.
+//! Agents: list, configure (not yet deployed), deploy, settings, permissions, delete.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -192,6 +192,66 @@ pub struct SettingsView {
     pub max_memory_mib: u32,
 }
 
+/// An agent's permissions as the form shows them (the strings it submits back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionsView {
+    /// Granted scopes, one per line.
+    pub scopes: String,
+    /// `SCOPE PER_HOUR PER_DAY` lines.
+    pub rate_limits: String,
+    /// Allowed outbound domains, one per line (normalised: lower case, punycode).
+    pub allowed_domains: String,
+    /// USD, e.g. `25.00`.
+    pub max_daily_token_spend_usd: String,
+    /// Every scope there is, for the help text.
+    pub all_scopes: Vec<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<&deployclaw::gateway::Permissions> for PermissionsView {
+    fn from(p: &deployclaw::gateway::Permissions) -> Self {
+        PermissionsView {
+            scopes: p.scopes.iter().map(|s| format!("{s}\n")).collect(),
+            rate_limits: p
+                .rate_limits
+                .iter()
+                .map(|(s, l)| format!("{s} {} {}\n", l.max_per_hour, l.max_per_day))
+                .collect(),
+            allowed_domains: p.allowed_domains.iter().map(|d| format!("{d}\n")).collect(),
+            max_daily_token_spend_usd: p.max_daily_token_spend_micro_usd.to_string(),
+            all_scopes: deployclaw::gateway::Scope::ALL.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Replaces an agent's permissions (owner or admin; fresh second factor): scopes, rate limits
+/// (`SCOPE PER_HOUR PER_DAY` lines), allowed outbound domains and the daily token spend cap in USD. A running
+/// agent is held to them from its next connection on, without a restart.
+#[server(prefix = "/api/fn", endpoint = "update_agent_permissions")]
+pub async fn update_agent_permissions(
+    agent_id: String,
+    scopes: String,
+    rate_limits: String,
+    allowed_domains: String,
+    max_daily_token_spend_usd: String,
+) -> Result<PermissionsView, AppError> {
+    respond(async {
+        use deployclaw::gateway::{Permissions, PermissionsInput};
+        let caller = Caller::current().await?;
+        let user = caller.require_fresh(Access::ManagesClient).await?;
+        let id = parse_agent_id(&agent_id)?;
+        let permissions =
+            PermissionsInput::from_form(&scopes, &rate_limits, &allowed_domains, &max_daily_token_spend_usd)
+                .and_then(|input| Permissions::parse(&input))
+                .map_err(|e| AppError::Invalid(e.to_string()))?;
+        let actor = deployclaw::audit::Actor::User(user.id);
+        let stored =
+            caller.platform.agents().update_permissions(actor, user.client_id, id, permissions, &caller.ctx).await?;
+        Ok(PermissionsView::from(&stored))
+    })
+    .await
+}
+
 /// One resource sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricView {
@@ -207,6 +267,7 @@ pub struct MetricView {
 pub struct AgentPage {
     pub agent: AgentRow,
     pub settings: SettingsView,
+    pub permissions: PermissionsView,
     pub metrics: Vec<MetricView>,
     pub logs: Vec<String>,
 }
@@ -241,7 +302,8 @@ pub async fn agent_detail(agent_id: String) -> Result<AgentPage, AppError> {
             min_memory_mib: template.min_memory_bytes / 1_048_576,
             max_memory_mib: deployclaw::agents::settings::MAX_MEMORY_MIB,
         };
-        Ok(AgentPage { agent: AgentRow::from(agent), settings, metrics, logs })
+        let permissions = PermissionsView::from(&deployclaw::gateway::Permissions::from_stored(&agent.permissions.0));
+        Ok(AgentPage { agent: AgentRow::from(agent), settings, permissions, metrics, logs })
     })
     .await
 }

@@ -119,3 +119,72 @@ async fn settings_are_validated_stored_and_shown_back_without_secrets() {
     assert_eq!(page["settings"]["default_memory_mib"], 1024);
     assert_eq!(page["agent"]["status"], "stopped", "a configured agent is not started by saving settings");
 }
+
+#[tokio::test]
+async fn permissions_are_validated_stored_and_shown_back() {
+    let app = TestApp::spawn().await;
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let b = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let res = app.call("create_agent", Some(&b.cookie), &[("name", "gated"), ("template", "test-agent")]).await;
+    let agent: serde_json::Value = res.json().await.unwrap();
+    let id = agent["id"].as_str().unwrap().to_string();
+    // A new agent may do nothing.
+    let page: serde_json::Value =
+        app.call("agent_detail", Some(&b.cookie), &[("agent_id", &id)]).await.json().await.unwrap();
+    assert_eq!(page["permissions"]["scopes"], "");
+    assert_eq!(page["permissions"]["allowed_domains"], "");
+    assert_eq!(page["permissions"]["max_daily_token_spend_usd"], "0.00");
+
+    let save = |scopes: &'static str, limits: &'static str, domains: &'static str, spend: &'static str| {
+        let (app, cookie, id) = (&app, b.cookie.clone(), id.clone());
+        async move {
+            app.call(
+                "update_agent_permissions",
+                Some(&cookie),
+                &[
+                    ("agent_id", &id),
+                    ("scopes", scopes),
+                    ("rate_limits", limits),
+                    ("allowed_domains", domains),
+                    ("max_daily_token_spend_usd", spend),
+                ],
+            )
+            .await
+        }
+    };
+    for (scopes, limits, domains, spend, expected) in [
+        ("api:outbound", "", "10.0.0.1", "1", "is an IP address"),
+        ("api:outbound", "", "*.com", "1", "allowed domains"),
+        ("api:outbound", "", "*", "1", "would allow everything"),
+        ("api:outbound", "", "example.com:443", "1", "no scheme, port, path"),
+        ("root", "", "", "1", "unknown scope"),
+        ("api:outbound", "api:outbound 100 10", "", "1", "max per day must be at least max per hour"),
+        ("api:outbound", "", "", "lots", "max daily token spend"),
+    ] {
+        let res = save(scopes, limits, domains, spend).await;
+        assert_eq!(res.status(), 400, "{domains} {scopes} {limits} {spend}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains(expected), "{body}");
+    }
+    let res =
+        save("api:outbound", "api:outbound 100 1000", "API.OpenAI.com.\n*.Example.org\nbücher.example", "12.5").await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let page: serde_json::Value =
+        app.call("agent_detail", Some(&b.cookie), &[("agent_id", &id)]).await.json().await.unwrap();
+    let p = &page["permissions"];
+    assert_eq!(p["scopes"], "api:outbound\n");
+    assert_eq!(p["rate_limits"], "api:outbound 100 1000\n");
+    assert_eq!(p["allowed_domains"], "api.openai.com\nxn--bcher-kva.example\n*.example.org\n");
+    assert_eq!(p["max_daily_token_spend_usd"], "12.50");
+    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let updated = events.iter().find(|e| e.action_type == "agent.permissions_updated").expect("audited");
+    assert_eq!(updated.metadata.0["changed"]["scopes_added"], serde_json::json!(["api:outbound"]));
+    assert_eq!(
+        events.iter().filter(|e| e.action_type == "agent.permissions_updated").count(),
+        1,
+        "refusals store nothing"
+    );
+    let html = app.get_as(&format!("/dashboard/agents/{id}"), &b.cookie).await.text().await.unwrap();
+    assert!(html.contains("Permissions") && html.contains("xn--bcher-kva.example"), "the page shows them back");
+    app.stop().await;
+}

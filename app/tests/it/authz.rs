@@ -265,6 +265,24 @@ fn table() -> Vec<Row> {
             },
         },
         Row {
+            endpoint: "update_agent_permissions",
+            args: |w, _| {
+                vec![
+                    ("agent_id".into(), w.agent.clone()),
+                    ("scopes".into(), "api:outbound".into()),
+                    ("rate_limits".into(), String::new()),
+                    ("allowed_domains".into(), "api.example.com".into()),
+                    ("max_daily_token_spend_usd".into(), "1.00".into()),
+                ]
+            },
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                OtherOwner => 404,
+                Owner => 200,
+            },
+        },
+        Row {
             endpoint: "stop_agent",
             args: |w, _| vec![("agent_id".into(), w.agent.clone())],
             expect: |who| match who {

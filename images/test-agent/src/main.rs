@@ -9,6 +9,8 @@
 //! - `GET /probe/write?path=/abs/file` -> `{"written":..,"error":..}` (read-only rootfs check)
 //! - `GET /probe/processes` -> the PIDs visible in `/proc` (PID namespace check)
 //! - `GET /probe/whoami` -> uid, gid, effective capabilities and no_new_privs from `/proc/self/status`
+//! - `GET /via-proxy?target=host:port` -> one CONNECT through `$HTTPS_PROXY` (its credentials as Basic proxy
+//!   authorization): `{"status":..,"status_line":..,"body":..,"reply":..,"error":..}`
 //!
 //! It must never generate traffic on its own: it only answers requests, and each probe does one bounded
 //! thing per request.
@@ -16,6 +18,7 @@
 
 mod http;
 mod probes;
+mod via_proxy;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -158,14 +161,19 @@ fn route(req: &Request) -> (Response, After) {
             Ok(path) => ok(probes::write_once(path)),
             Err(e) => bad(e),
         },
+        ("GET", "/via-proxy") => match via_proxy::target(req) {
+            Ok(target) => ok(via_proxy::connect_via(std::env::var("HTTPS_PROXY").ok().as_deref(), target)),
+            Err(e) => bad(e),
+        },
         ("GET", "/probe/processes") => ok(probes::pids_json(&probes::visible_pids(Path::new("/proc")))),
         ("GET", "/probe/whoami") => {
             let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string());
             ok(probes::identity_json(&status.and_then(|text| probes::parse_status(&text))))
         }
-        (_, "/healthz" | "/crash" | "/connect" | "/probe/write" | "/probe/processes" | "/probe/whoami") => {
-            (Response::error(405, "method not allowed"), After::Continue)
-        }
+        (
+            _,
+            "/healthz" | "/crash" | "/connect" | "/via-proxy" | "/probe/write" | "/probe/processes" | "/probe/whoami",
+        ) => (Response::error(405, "method not allowed"), After::Continue),
         _ => (Response::error(404, "not found"), After::Continue),
     }
 }

@@ -1,12 +1,13 @@
 //! One agent: its state, resource use over the last 10 minutes (small SVG charts), its last log lines, its
-//! settings, and its actions. Refreshes every 2 seconds while it changes state, else every 5.
+//! settings, its permissions (what the egress gateway lets it do), and its actions. Refreshes every 2 seconds while it changes state, else every 5.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::agents::{
-    agent_detail, AgentPage, DeployAgent, MetricView, RestartAgent, SettingsView, StopAgent, UpdateAgentSettings,
+    agent_detail, AgentPage, DeployAgent, MetricView, PermissionsView, RestartAgent, SettingsView, StopAgent,
+    UpdateAgentPermissions, UpdateAgentSettings,
 };
 use crate::api::AppError;
 use crate::components::{ConfirmTwoFactor, ErrorNotice};
@@ -20,15 +21,17 @@ struct Actions {
     stop: ServerAction<StopAgent>,
     restart: ServerAction<RestartAgent>,
     settings: ServerAction<UpdateAgentSettings>,
+    permissions: ServerAction<UpdateAgentPermissions>,
 }
 
 impl Actions {
-    fn errors(&self) -> [Option<AppError>; 4] {
+    fn errors(&self) -> [Option<AppError>; 5] {
         [
             self.deploy.value().get().and_then(Result::err),
             self.stop.value().get().and_then(Result::err),
             self.restart.value().get().and_then(Result::err),
             self.settings.value().get().and_then(Result::err),
+            self.permissions.value().get().and_then(Result::err),
         ]
     }
 
@@ -37,6 +40,7 @@ impl Actions {
         self.stop.value().set(None);
         self.restart.value().set(None);
         self.settings.value().set(None);
+        self.permissions.value().set(None);
     }
 }
 
@@ -88,6 +92,7 @@ pub fn AgentDetailPage() -> impl IntoView {
         stop: ServerAction::<StopAgent>::new(),
         restart: ServerAction::<RestartAgent>::new(),
         settings: ServerAction::<UpdateAgentSettings>::new(),
+        permissions: ServerAction::<UpdateAgentPermissions>::new(),
     };
     let tick = RwSignal::new(0u32);
     let detail = Resource::new(
@@ -100,6 +105,7 @@ pub fn AgentDetailPage() -> impl IntoView {
                 a.stop.version().get(),
                 a.restart.version().get(),
                 a.settings.version().get(),
+                a.permissions.version().get(),
             )
         },
         |(id, ..)| agent_detail(id),
@@ -144,7 +150,7 @@ pub fn AgentDetailPage() -> impl IntoView {
 
 #[component]
 fn Detail(detail: AgentPage, actions: Actions) -> impl IntoView {
-    let Actions { deploy, stop, restart, settings } = actions;
+    let Actions { deploy, stop, restart, settings, permissions } = actions;
     let a = detail.agent;
     let label = status_label(&a);
     let running = matches!(a.status.as_str(), "running" | "starting" | "provisioning");
@@ -206,6 +212,7 @@ fn Detail(detail: AgentPage, actions: Actions) -> impl IntoView {
             </div>
         </section>
         <SettingsForm agent_id=a.id.clone() current=detail.settings action=settings deployed=a.deployed />
+        <PermissionsForm agent_id=a.id.clone() current=detail.permissions action=permissions />
         <section class="card" aria-labelledby="logs-title">
             <h2 id="logs-title">"Recent log lines"</h2>
             <p class="muted">"Secrets are scrubbed before they are shown."</p>
@@ -258,6 +265,57 @@ fn SettingsForm(
                 <Show when=saved>
                     <p class="muted" role="status" data-testid="settings-saved">
                         {if deployed { "Saved. A running agent restarts with the new settings." } else { "Saved. Used at the next deploy." }}
+                    </p>
+                </Show>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// What the egress gateway lets the agent do. Applies to a running agent from its next connection on.
+#[component]
+fn PermissionsForm(
+    agent_id: String,
+    current: PermissionsView,
+    action: ServerAction<UpdateAgentPermissions>,
+) -> impl IntoView {
+    let saved = move || matches!(action.value().get(), Some(Ok(_)));
+    let all_scopes = current.all_scopes.join(", ");
+    view! {
+        <section class="card" aria-labelledby="permissions-title">
+            <h2 id="permissions-title">"Permissions"</h2>
+            <p class="muted">
+                "The platform enforces these outside the agent: its only way out is our egress gateway. A new agent may do nothing until you grant it something."
+            </p>
+            <ActionForm action=action attr:class="stack-form" attr:data-testid="permissions-form">
+                <input type="hidden" name="agent_id" value=agent_id />
+                <label for="permissions-scopes">"Scopes"</label>
+                <textarea id="permissions-scopes" name="scopes" rows="3" spellcheck="false" aria-describedby="permissions-scopes-help" placeholder="api:outbound">
+                    {current.scopes}
+                </textarea>
+                <p id="permissions-scopes-help" class="muted small">{format!("One per line. Available: {all_scopes}. Outbound connections need api:outbound.")}</p>
+                <label for="permissions-domains">"Allowed outbound domains"</label>
+                <textarea id="permissions-domains" name="allowed_domains" rows="4" spellcheck="false" aria-describedby="permissions-domains-help" placeholder="api.openai.com">
+                    {current.allowed_domains}
+                </textarea>
+                <p id="permissions-domains-help" class="muted small">
+                    "One host name per line; *.example.com allows every name below example.com (not example.com itself). No IP addresses, ports or paths."
+                </p>
+                <label for="permissions-limits">"Rate limits"</label>
+                <textarea id="permissions-limits" name="rate_limits" rows="2" spellcheck="false" aria-describedby="permissions-limits-help" placeholder="api:outbound 600 5000">
+                    {current.rate_limits}
+                </textarea>
+                <p id="permissions-limits-help" class="muted small">
+                    "One line per scope: SCOPE PER_HOUR PER_DAY. A granted scope without a line gets 600 per hour and 5000 per day."
+                </p>
+                <label for="permissions-spend">"Maximum daily token spend (USD)"</label>
+                <input id="permissions-spend" name="max_daily_token_spend_usd" inputmode="decimal" value=current.max_daily_token_spend_usd placeholder="0.00" />
+                <button type="submit" class="button" data-testid="save-permissions" disabled=move || action.pending().get()>
+                    "Save permissions"
+                </button>
+                <Show when=saved>
+                    <p class="muted" role="status" data-testid="permissions-saved">
+                        "Saved. The agent is held to them from its next connection on."
                     </p>
                 </Show>
             </ActionForm>

@@ -1,0 +1,26 @@
+//! The platform's gateway between agents and the outside world: what each agent may do
+//! ([`permissions`]) and the egress proxy that enforces it ([`proxy`]). Agents never get a route out of
+//! their own network except through here (DESIGN.md invariant 8).
+//!
+//! Not done yet: the LLM gateway (provider keys from the vault, token spend accounting against the daily
+//! cap), persistent rate limits, and a per-network firewall limiting agents to port 3128 of their gateway.
+//! See docs/gateway.md.
+
+pub mod permissions;
+pub mod proxy;
+mod store;
+
+pub use permissions::{
+    DomainPattern, HostName, MicroUsd, Permissions, PermissionsError, PermissionsInput, RateLimit, Scope,
+};
+pub use proxy::{EgressProxy, ProxySettings};
+
+/// Stores an agent's permissions (for `Agents::update_permissions`, which audits it).
+pub(crate) async fn store_permissions(
+    db: &crate::db::Db,
+    client_id: crate::db::ClientId,
+    id: crate::db::AgentId,
+    permissions: &Permissions,
+) -> Result<(), crate::db::DbError> {
+    store::set_permissions(db, client_id, id, permissions).await
+}
