@@ -139,3 +139,38 @@ pub fn ConfirmTwoFactor(#[prop(into)] on_done: Callback<()>) -> impl IntoView {
         </div>
     }
 }
+
+/// Calls `refresh` while the page is open: every 2 s while `busy()` holds, else every `idle_secs`; at most for
+/// an hour. One timer per page (in the browser only; cleared with the page), however often the page's data
+/// changes.
+pub fn poll_while_open(busy: impl Fn() -> bool + 'static, refresh: impl Fn() + 'static, idle_secs: u32) {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let seconds = Rc::new(Cell::new(0u32));
+        let slot = Rc::new(Cell::new(None::<leptos::leptos_dom::helpers::IntervalHandle>));
+        let own = slot.clone();
+        let tick = move || {
+            let s = seconds.get() + 1;
+            seconds.set(s);
+            if s >= 3600 {
+                if let Some(h) = own.get() {
+                    h.clear();
+                }
+                return;
+            }
+            if (busy() && s.is_multiple_of(2)) || s.is_multiple_of(idle_secs.max(1)) {
+                refresh();
+            }
+        };
+        if let Ok(handle) =
+            leptos::leptos_dom::helpers::set_interval_with_handle(tick, std::time::Duration::from_secs(1))
+        {
+            slot.set(Some(handle));
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (busy, refresh, idle_secs);
+}

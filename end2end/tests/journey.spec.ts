@@ -134,6 +134,19 @@ test("settings list this session and the team; the owner adds a member", async (
   expect(problems).toEqual([]);
 });
 
+test("the owner keeps audit events for 30 days instead of the default", async ({ page }) => {
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  await page.goto("/dashboard/settings");
+  await waitForHydration(page);
+  await expect(page.getByTestId("audit-retention")).toContainText("the platform default");
+  await page.getByLabel("Keep events for (days)").fill("30");
+  await page.getByTestId("save-retention").click();
+  await expect(page.getByRole("status").filter({ hasText: "Saved: events are now kept for 30 days" })).toBeVisible();
+  await expect(page.getByTestId("audit-retention")).toContainText("your setting");
+  expect(problems).toEqual([]);
+});
+
 test("the owner configures an agent and stores a key it can use, never seeing the value again", async ({ page }) => {
   const problems = watchConsole(page);
   await signedInPage(page);
@@ -188,6 +201,15 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   await expect(page.getByTestId("logs")).toContainText("listening on 0.0.0.0:8080");
   await expect(page.getByTestId("metrics").locator("svg")).toHaveCount(3);
   await screenshot(page, "agent-detail");
+  // Permissions: deny-all until granted; a bad domain is refused with its reason, good ones are stored.
+  await page.getByLabel("Scopes").fill("api:outbound");
+  await page.getByLabel("Allowed outbound domains").fill("api.openai.com\n10.0.0.1");
+  await page.getByTestId("save-permissions").click();
+  await expect(page.getByRole("alert")).toContainText("10.0.0.1");
+  await page.getByLabel("Allowed outbound domains").fill("api.openai.com\n*.example.com");
+  await page.getByTestId("save-permissions").click();
+  await expect(page.getByTestId("permissions-saved")).toBeVisible();
+  await expect(page.getByLabel("Allowed outbound domains")).toHaveValue(/api\.openai\.com/);
   // Settings: a bad value is refused with its reason; a good one applies at once (a new container).
   await page.getByLabel("Environment variables").fill("DB_PASSWORD=hunter2");
   await page.getByTestId("save-settings").click();
@@ -211,8 +233,8 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   await expect(row.getByTestId("agent-state")).toHaveText("Stopped");
   await row.getByRole("button", { name: "Delete agent probe" }).click();
   await expect(row).toHaveCount(0);
-  // The one refused settings save is answered 400, which the browser logs; nothing else may appear.
-  expect(problems).toEqual(["Failed to load resource: the server responded with a status of 400 (Bad Request)"]);
+  // The refused permissions and settings saves are answered 400, which the browser logs; nothing else may appear.
+  expect(problems).toEqual(Array(2).fill("Failed to load resource: the server responded with a status of 400 (Bad Request)"));
 });
 
 test("the audit page shows what happened, then new events live, with pause, filters and downloads", async ({ page, context }) => {

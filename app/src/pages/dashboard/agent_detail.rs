@@ -110,14 +110,20 @@ pub fn AgentDetailPage() -> impl IntoView {
         },
         |(id, ..)| agent_detail(id),
     );
-    // Refresh while the page is open: every 2 s while the agent changes state, else every 5 s (bounded).
+    // Its audit events (every state change is one) refresh the page at once while it is open.
+    #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        let busy = detail.get().and_then(Result::ok).is_some_and(|d| in_transition(&d.agent));
-        if tick.get_untracked() < 1800 {
-            let every = if busy { 2 } else { 5 };
-            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(every));
+        let agent = id();
+        if !agent.is_empty() {
+            super::audit::browser::watch_agent(agent, move || tick.update(|t| *t += 1));
         }
     });
+    // And it polls as well (metrics and logs have no events).
+    crate::components::poll_while_open(
+        move || detail.get_untracked().and_then(Result::ok).is_some_and(|d| in_transition(&d.agent)),
+        move || tick.update(|t| *t += 1),
+        5,
+    );
     let needs_2fa = move || actions.errors().iter().flatten().any(|e| *e == AppError::TwoFactorRequired);
     let other_error = move || {
         actions

@@ -35,8 +35,7 @@ pub fn AgentsPage() -> impl IntoView {
     let delete = ServerAction::<DeleteAgent>::new();
     let deploy = ServerAction::<DeployAgent>::new();
     let stop = ServerAction::<StopAgent>::new();
-    // Polled so states change without a reload: every 2 s while an agent is between two states, else every
-    // 10 s (bounded: 720 polls).
+    // Polled so states change without a reload: every 2 s while an agent is between two states, else every 10 s.
     let tick = RwSignal::new(0u32);
     let agents = Resource::new(
         move || {
@@ -44,13 +43,11 @@ pub fn AgentsPage() -> impl IntoView {
         },
         |_| list_agents(),
     );
-    Effect::new(move |_| {
-        let busy = agents.get().and_then(Result::ok).is_some_and(|rows| rows.iter().any(in_transition));
-        if tick.get_untracked() < 720 {
-            let every = if busy { 2 } else { 10 };
-            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_secs(every));
-        }
-    });
+    crate::components::poll_while_open(
+        move || agents.get_untracked().and_then(Result::ok).is_some_and(|rows| rows.iter().any(in_transition)),
+        move || tick.update(|t| *t += 1),
+        10,
+    );
     let errors = move || {
         [
             create.value().get().and_then(Result::err),

@@ -286,7 +286,7 @@ fn local_to_utc(value: &str) -> String {
 }
 
 #[cfg(feature = "hydrate")]
-mod browser {
+pub(crate) mod browser {
     //! The EventSource: opened when the filters change or the viewer resumes, closed on pause and when the
     //! page goes away.
 
@@ -308,6 +308,31 @@ mod browser {
         fn drop(&mut self) {
             self.source.close();
         }
+    }
+
+    /// Calls `changed` soon after any audit event of `agent` arrives - every state change of an agent is
+    /// audited - so its page refreshes at once instead of at its next poll. Bursts (the backfill on connect)
+    /// collapse into one call. The stream closes with the page.
+    pub fn watch_agent(agent: String, changed: impl Fn() + Clone + 'static) {
+        let url = StreamQuery { agent: Some(agent), ..StreamQuery::default() }.url();
+        let Ok(source) = EventSource::new(&url) else { return };
+        let pending = std::rc::Rc::new(std::cell::Cell::new(false));
+        let on_event = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if pending.replace(true) {
+                return;
+            }
+            let (pending, changed) = (pending.clone(), changed.clone());
+            set_timeout(
+                move || {
+                    pending.set(false);
+                    changed();
+                },
+                std::time::Duration::from_millis(300),
+            );
+        });
+        let _ = source.add_event_listener_with_callback("audit", on_event.as_ref().unchecked_ref());
+        let connection = StoredValue::new_local(Some(Connection { source, _callbacks: vec![on_event] }));
+        on_cleanup(move || connection.set_value(None));
     }
 
     pub fn follow(
