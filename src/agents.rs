@@ -251,16 +251,7 @@ impl Agents {
         let template = hardening::template(&agent.template)
             .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
         let subnet = self.subnet_for(client_id, id).await?;
-        agents::set_runtime_state(
-            &self.db,
-            client_id,
-            id,
-            AgentStatus::Provisioning,
-            agent.container_id.as_deref(),
-            Some("deploying"),
-            None,
-        )
-        .await?;
+        self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
         match self.start_container(&*runtime, &agent, template, subnet).await {
             Ok((container_id, token_hash)) => {
@@ -358,6 +349,12 @@ impl Agents {
         Ok(())
     }
 
+    /// Moves a known agent to `status` with `reason`, keeping its container and token.
+    async fn transition(&self, agent: &Agent, status: AgentStatus, reason: Option<&str>) -> Result<Agent, DbError> {
+        let container = agent.container_id.as_deref();
+        agents::set_runtime_state(&self.db, agent.client_id, agent.id, status, container, reason, None).await
+    }
+
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }
@@ -380,16 +377,7 @@ impl Agents {
         let Some(subnet) = self.pool.block(u32::try_from(block).unwrap_or(u32::MAX)) else { return Ok(agent) };
         let healthy = probe_health(subnet.host(), template.port, template.health_path).await;
         if healthy && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting) {
-            let running = agents::set_runtime_state(
-                &self.db,
-                client_id,
-                id,
-                AgentStatus::Running,
-                agent.container_id.as_deref(),
-                None,
-                None,
-            )
-            .await?;
+            let running = self.transition(&agent, AgentStatus::Running, None).await?;
             self.record(Actor::Platform, &agent, "agent.healthy", None, json!({})).await?;
             return Ok(running);
         }
@@ -410,28 +398,11 @@ impl Agents {
             return Err(DbError::Invalid("this agent is being deleted".into()).into());
         }
         // `stopping` is recorded first: a platform that dies now finishes the stop when it comes back.
-        agents::set_runtime_state(
-            &self.db,
-            client_id,
-            id,
-            AgentStatus::Stopping,
-            agent.container_id.as_deref(),
-            Some("stopping: the agent has 10 seconds to shut down cleanly"),
-            None,
-        )
-        .await?;
+        self.transition(&agent, AgentStatus::Stopping, Some("stopping: the agent has 10 seconds to shut down cleanly"))
+            .await?;
         let names = hardening::names(client_id, id);
         runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
-        let stopped = agents::set_runtime_state(
-            &self.db,
-            client_id,
-            id,
-            AgentStatus::Stopped,
-            agent.container_id.as_deref(),
-            None,
-            None,
-        )
-        .await?;
+        let stopped = self.transition(&agent, AgentStatus::Stopped, None).await?;
         self.record(actor, &agent, "agent.stopped", Some(ctx), json!({})).await?;
         Ok(stopped)
     }
@@ -455,28 +426,11 @@ impl Agents {
             // Nothing to restart in place: deploy a new container (same volume) instead.
             return self.deploy(actor, client_id, id, ctx).await;
         }
-        agents::set_runtime_state(
-            &self.db,
-            client_id,
-            id,
-            AgentStatus::Stopping,
-            agent.container_id.as_deref(),
-            Some("restarting"),
-            None,
-        )
-        .await?;
+        self.transition(&agent, AgentStatus::Stopping, Some("restarting")).await?;
         runtime.stop_container(&name, STOP_GRACE_SECS).await?;
         runtime.start_container(&name).await?;
-        let starting = agents::set_runtime_state(
-            &self.db,
-            client_id,
-            id,
-            AgentStatus::Starting,
-            agent.container_id.as_deref(),
-            Some("restarted; waiting for its health check"),
-            None,
-        )
-        .await?;
+        let starting =
+            self.transition(&agent, AgentStatus::Starting, Some("restarted; waiting for its health check")).await?;
         self.record(actor, &agent, "agent.restarted", Some(ctx), json!({ "requested": true })).await?;
         Ok(starting)
     }
@@ -526,16 +480,7 @@ impl Agents {
         match agent.status {
             AgentStatus::Stopping => {
                 runtime.stop_container(&names.container, STOP_GRACE_SECS).await?;
-                agents::set_runtime_state(
-                    &self.db,
-                    agent.client_id,
-                    agent.id,
-                    AgentStatus::Stopped,
-                    agent.container_id.as_deref(),
-                    None,
-                    None,
-                )
-                .await?;
+                self.transition(agent, AgentStatus::Stopped, None).await?;
                 self.audit(agent, "agent.stopped", json!({ "finished_after_restart": true })).await?;
             }
             AgentStatus::Deleting => {
@@ -573,16 +518,7 @@ impl Agents {
         let deployed = agent.container_id.is_some() || agent.network_block.is_some();
         if deployed {
             let runtime = self.runtime_or_err()?.clone();
-            agents::set_runtime_state(
-                &self.db,
-                client_id,
-                id,
-                AgentStatus::Deleting,
-                agent.container_id.as_deref(),
-                None,
-                None,
-            )
-            .await?;
+            self.transition(&agent, AgentStatus::Deleting, None).await?;
             self.tear_down(&*runtime, &agent).await?;
         }
         agents::delete(&self.db, client_id, id).await?;

@@ -93,9 +93,9 @@ struct Deployed {
     agent: AgentId,
 }
 
-async fn deploy(rt: &DockerRuntime) -> Deployed {
+/// Creates and starts `template`'s container on a network and volume of its own (locked down as every agent).
+async fn start(rt: &DockerRuntime, t: &Template, cpus_milli: u32) -> Deployed {
     let (client, agent) = (ClientId::new(), AgentId::new());
-    let t = test_agent();
     let mut attempt = 0;
     let subnet = loop {
         let subnet = subnet();
@@ -110,10 +110,15 @@ async fn deploy(rt: &DockerRuntime) -> Deployed {
     };
     let names = hardening::names(client, agent);
     rt.ensure_volume(&names.volume, &hardening::labels(client, agent)).await.unwrap();
-    let spec = hardening::container_spec(t, client, agent, subnet, hardening::limits(t, None, 500), vec![]);
+    let spec = hardening::container_spec(t, client, agent, subnet, hardening::limits(t, None, cpus_milli), vec![]);
     rt.create_container(&spec).await.unwrap();
     rt.start_container(&spec.name).await.unwrap();
-    let d = Deployed { spec, subnet, client, agent };
+    Deployed { spec, subnet, client, agent }
+}
+
+/// A healthy test agent.
+async fn deploy(rt: &DockerRuntime) -> Deployed {
+    let d = start(rt, test_agent(), 500).await;
     wait_healthy(&d).await;
     d
 }
@@ -372,27 +377,7 @@ async fn node_inside(docker: &bollard::Docker, container: &str, script: &str) ->
 #[tokio::test]
 async fn an_openclaw_container_is_locked_down_the_same_way() {
     let rt = runtime().await;
-    let openclaw = hardening::template("openclaw").unwrap();
-    let (client, agent) = (ClientId::new(), AgentId::new());
-    let mut attempt = 0;
-    let subnet = loop {
-        let subnet = subnet();
-        match rt.ensure_network(&hardening::network_spec(client, agent, subnet)).await {
-            Ok(()) => break subnet,
-            Err(e) if attempt < 5 => {
-                attempt += 1;
-                eprintln!("subnet {subnet} unavailable ({e}); trying another");
-            }
-            Err(e) => panic!("network: {e}"),
-        }
-    };
-    let names = hardening::names(client, agent);
-    rt.ensure_volume(&names.volume, &hardening::labels(client, agent)).await.unwrap();
-    let limits = hardening::limits(openclaw, None, 1000);
-    let spec = hardening::container_spec(openclaw, client, agent, subnet, limits, vec![]);
-    rt.create_container(&spec).await.unwrap();
-    rt.start_container(&spec.name).await.unwrap();
-    let d = Deployed { spec, subnet, client, agent };
+    let d = start(&rt, hardening::template("openclaw").unwrap(), 1000).await;
     let docker = bollard::Docker::connect_with_unix(
         rt.endpoint().trim_start_matches("unix://"),
         30,
