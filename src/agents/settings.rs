@@ -209,6 +209,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_a_reason() {
+        // Provider-key shaped, made up here: obviously not a real key.
+        let fake_key = format!("OPENAI_API_KEY=sk-proj-NOTREAL{}", uuid::Uuid::now_v7().simple());
         let cases = [
             ("512", "", "", "between 1024 and 8192"),
             ("9000", "", "", "between 1024 and 8192"),
@@ -220,7 +222,7 @@ mod tests {
             ("", "", "HTTPS_PROXY=http://evil:1", "set by DeployClaw"),
             ("", "", "DEPLOYCLAW_AGENT_TOKEN=x", "set by DeployClaw"),
             ("", "", "NODE_OPTIONS=--require /tmp/x.js", "set by DeployClaw"),
-            ("", "", "OPENAI_API_KEY=sk-proj-abcdefghijklmnop", "looks like a secret"),
+            ("", "", fake_key.as_str(), "looks like a secret"),
             ("", "", "DB_PASSWORD=hunter2", "looks like a secret"),
         ];
         for (memory, cpu, env, expected) in cases {
