@@ -248,8 +248,7 @@ impl Agents {
     ) -> Result<Agent, AgentError> {
         let runtime = self.runtime_or_err()?.clone();
         let agent = agents::get(&self.db, client_id, id).await?;
-        let template = hardening::template(&agent.template)
-            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        let template = template_of(&agent)?;
         let subnet = self.subnet_for(client_id, id).await?;
         self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
@@ -332,8 +331,7 @@ impl Agents {
     /// reconciler, when the container disappeared behind our back.
     pub(crate) async fn recreate(&self, agent: &Agent) -> Result<(), AgentError> {
         let runtime = self.runtime_or_err()?.clone();
-        let template = hardening::template(&agent.template)
-            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        let template = template_of(agent)?;
         let subnet = self.subnet_for(agent.client_id, agent.id).await?;
         let (container_id, token_hash) = self.start_container(&*runtime, agent, template, subnet).await?;
         agents::set_runtime_state(
@@ -447,8 +445,7 @@ impl Agents {
         ctx: &RequestContext,
     ) -> Result<Agent, AgentError> {
         let agent = agents::get(&self.db, client_id, id).await?;
-        let template = hardening::template(&agent.template)
-            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))?;
+        let template = template_of(&agent)?;
         settings.validate(template)?;
         let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
         let changed = settings.changed_fields(&before);
@@ -525,6 +522,12 @@ impl Agents {
         self.record(actor, &agent, "agent.deleted", Some(ctx), json!({ "was_deployed": deployed })).await?;
         Ok(())
     }
+}
+
+/// The template an agent was configured with; `Invalid` if this build no longer knows it.
+fn template_of(agent: &Agent) -> Result<&'static Template, DbError> {
+    hardening::template(&agent.template)
+        .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))
 }
 
 /// One bounded GET of an agent's health path at its address on its own network.

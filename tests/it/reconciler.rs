@@ -51,6 +51,15 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
     }
 }
 
+/// Waits (at most 10 s) until the agent's container has exited.
+async fn exited(s: &Setup, agent: &deployclaw::db::agents::Agent) {
+    let name = hardening::names(agent.client_id, agent.id).container;
+    wait_until("exited", Duration::from_secs(10), async || {
+        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+    })
+    .await;
+}
+
 /// Runs reconciler passes until the agent is `running` (at most 20 s).
 async fn until_running(s: &Setup, reconciler: &Reconciler, agent: &deployclaw::db::agents::Agent, what: &str) {
     wait_until(what, Duration::from_secs(20), async || {
@@ -111,11 +120,7 @@ async fn crashed_agents_restart_then_a_crash_loop_stops_the_retries() {
     // Crash twice: each time it comes back.
     for round in 1..=2 {
         crash(ip).await;
-        let name = hardening::names(agent.client_id, agent.id).container;
-        wait_until("exited", Duration::from_secs(10), async || {
-            !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
-        })
-        .await;
+        exited(&s, &agent).await;
         let report = reconciler.pass().await.unwrap();
         assert_eq!(report.restarted, vec![agent.id], "round {round}");
         until_running(&s, &reconciler, &agent, "healthy again").await;
@@ -123,11 +128,7 @@ async fn crashed_agents_restart_then_a_crash_loop_stops_the_retries() {
 
     // The third crash within the window is a crash loop: no restart, an error the customer can read.
     crash(ip).await;
-    let name = hardening::names(agent.client_id, agent.id).container;
-    wait_until("exited", Duration::from_secs(10), async || {
-        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
-    })
-    .await;
+    exited(&s, &agent).await;
     let report = reconciler.pass().await.unwrap();
     assert_eq!(report.crash_looping, vec![agent.id]);
     let now = agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap();
@@ -155,11 +156,7 @@ async fn backoff_delays_a_restart() {
     let reconciler = Reconciler::new(s.agents.clone(), policy);
     until_running(&s, &reconciler, &agent, "healthy").await;
     crash(ip).await;
-    let name = hardening::names(agent.client_id, agent.id).container;
-    wait_until("exited", Duration::from_secs(10), async || {
-        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
-    })
-    .await;
+    exited(&s, &agent).await;
     let crashed_at = Instant::now();
     assert!(reconciler.pass().await.unwrap().restarted.is_empty(), "not before the backoff");
     wait_until("restarted after the backoff", Duration::from_secs(10), async || {
@@ -230,14 +227,6 @@ async fn a_platform_restarted_mid_deploy_finishes_the_job() {
     assert_eq!(again.pass().await.unwrap().recreated, vec![agent.id]);
     restarted.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
     s.t.cleanup().await;
-}
-
-async fn exited(s: &Setup, agent: &deployclaw::db::agents::Agent) {
-    let name = hardening::names(agent.client_id, agent.id).container;
-    wait_until("exited", Duration::from_secs(10), async || {
-        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
-    })
-    .await;
 }
 
 #[tokio::test]
