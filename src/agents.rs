@@ -129,6 +129,10 @@ impl Agents {
         let before = Permissions::from_stored(&agent.permissions.0);
         let change = permissions.changes_from(&before);
         crate::gateway::store_permissions(&self.db, client_id, id, &permissions).await?;
+        if let Some(proxy) = self.gateway.get() {
+            // This process's gateway applies them from the next call; other processes within a second.
+            proxy.permissions_changed(id);
+        }
         self.record(actor, &agent, "agent.permissions_updated", Some(ctx), json!({ "changed": change })).await?;
         Ok(permissions)
     }
@@ -304,6 +308,10 @@ impl Agents {
         let mut env: Vec<(String, String)> = settings.environment.clone().into_iter().collect();
         // Credentials go into the environment, decrypted one by one through the audited path.
         for summary in self.vault.list(agent.client_id, agent.id).await? {
+            // Provider keys stay with the LLM gateway: the agent gets its own token in their place.
+            if crate::gateway::Provider::holds(&summary.name) {
+                continue;
+            }
             let name = CredentialName::parse(&summary.name)?;
             let value = self
                 .vault

@@ -92,6 +92,15 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Open proxy connections per agent (1-1024, default 64).
     pub max_connections_per_agent: usize,
+    /// Where the LLM gateway sends OpenAI-format calls (default `https://api.openai.com`; `http://` only to
+    /// loopback, for a local stand-in).
+    pub openai_base_url: Url,
+    /// Where it sends Anthropic-format calls (default `https://api.anthropic.com`).
+    pub anthropic_base_url: Url,
+    /// From sending a model call to the provider's answer head (5-600 s, default 120).
+    pub llm_answer_timeout: Duration,
+    /// Model prices (`[gateway.prices]`, USD per million tokens); the built-in table when absent.
+    pub prices: crate::gateway::llm::pricing::PriceTable,
 }
 
 /// The audit trail: checkpoints and retention (docs/audit.md).
@@ -253,6 +262,18 @@ struct RawGateway {
     connect_timeout_secs: u64,
     idle_timeout_secs: u64,
     max_connections_per_agent: usize,
+    openai_base_url: String,
+    anthropic_base_url: String,
+    llm_answer_timeout_secs: u64,
+    /// Model -> `{ input = "2.50", output = "10.00" }` (USD per million tokens).
+    prices: Option<std::collections::BTreeMap<String, RawPrice>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: String,
+    output: String,
 }
 
 impl Default for RawGateway {
@@ -262,6 +283,10 @@ impl Default for RawGateway {
             connect_timeout_secs: 10,
             idle_timeout_secs: 300,
             max_connections_per_agent: 64,
+            openai_base_url: "https://api.openai.com".into(),
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            llm_answer_timeout_secs: 120,
+            prices: None,
         }
     }
 }
@@ -638,12 +663,51 @@ fn validate_gateway(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
     if !(1..=1024).contains(&raw.max_connections_per_agent) {
         return Err(ConfigError::invalid("gateway.max_connections_per_agent", "must be between 1 and 1024"));
     }
+    if !(5..=600).contains(&raw.llm_answer_timeout_secs) {
+        return Err(ConfigError::invalid("gateway.llm_answer_timeout_secs", "must be between 5 and 600 seconds"));
+    }
+    let prices = match &raw.prices {
+        None => crate::gateway::llm::pricing::PriceTable::defaults(),
+        Some(rows) => {
+            let mut entries = std::collections::BTreeMap::new();
+            for (model, p) in rows {
+                let price = crate::gateway::llm::pricing::ModelPrice::parse(&p.input, &p.output)
+                    .map_err(|e| ConfigError::invalid("gateway.prices", format!("{model}: {e}")))?;
+                entries.insert(model.clone(), price);
+            }
+            crate::gateway::llm::pricing::PriceTable::new(entries)
+                .map_err(|e| ConfigError::invalid("gateway.prices", e))?
+        }
+    };
     Ok(GatewayConfig {
         test_upstreams,
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs),
         idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
         max_connections_per_agent: raw.max_connections_per_agent,
+        openai_base_url: provider_url("gateway.openai_base_url", &raw.openai_base_url)?,
+        anthropic_base_url: provider_url("gateway.anthropic_base_url", &raw.anthropic_base_url)?,
+        llm_answer_timeout: Duration::from_secs(raw.llm_answer_timeout_secs),
+        prices,
     })
+}
+
+/// A provider base URL: `https://host[:port][/path]`, or `http://` to a loopback address (a local stand-in).
+fn provider_url(key: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|_| ConfigError::invalid(key, format!("{raw:?} is not a URL")))?;
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(key, "no credentials, query or fragment in a provider URL"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => return Err(ConfigError::invalid(key, "a provider URL needs a host")),
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(ConfigError::invalid(key, "must be https:// (plain http:// only to a loopback address)")),
+    }
 }
 
 fn validate_audit(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
@@ -927,6 +991,35 @@ mod tests {
         }
         let err = load(&[("DEPLOYCLAW_GATEWAY__IDLE_TIMEOUT_SECS", "1")]).unwrap_err().to_string();
         assert!(err.contains("gateway.idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn provider_urls_are_https_or_loopback_and_prices_come_from_the_file() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.gateway.openai_base_url.as_str(), "https://api.openai.com/");
+        assert_eq!(c.gateway.anthropic_base_url.as_str(), "https://api.anthropic.com/");
+        assert!(c.gateway.prices.price("gpt-4o").is_some(), "a built-in price table");
+        let c = load(&[("DEPLOYCLAW_GATEWAY__OPENAI_BASE_URL", "http://127.0.0.1:4010")]).unwrap();
+        assert_eq!(c.gateway.openai_base_url.port(), Some(4010));
+        for bad in [
+            "http://api.openai.com",
+            "ftp://127.0.0.1",
+            "https://user:pw@api.example.com",
+            "https://x.example/?k=1",
+            "nope",
+        ] {
+            let err = load(&[("DEPLOYCLAW_GATEWAY__OPENAI_BASE_URL", bad)]).unwrap_err().to_string();
+            assert!(err.contains("gateway.openai_base_url"), "{bad}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[gateway.prices]\n\"my-model\" = { input = \"1.25\", output = \"5\" }\n").unwrap();
+        let c = load_file(ConfigFile::Path(file.clone()), &[]).unwrap();
+        assert_eq!(c.gateway.prices.len(), 1, "the file's table replaces the built-in one");
+        assert_eq!(c.gateway.prices.price("my-model").unwrap().input_micro_usd_per_mtok, 1_250_000);
+        std::fs::write(&file, "[gateway.prices]\n\"my-model\" = { input = \"-1\", output = \"5\" }\n").unwrap();
+        let err = load_file(ConfigFile::Path(file), &[]).unwrap_err().to_string();
+        assert!(err.contains("gateway.prices") && err.contains("my-model"), "{err}");
     }
 
     #[test]

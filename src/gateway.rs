@@ -2,14 +2,18 @@
 //! ([`permissions`]) and the egress proxy that enforces it ([`proxy`]). Agents never get a route out of
 //! their own network except through here (DESIGN.md invariant 8).
 //!
-//! Not done yet: the LLM gateway (provider keys from the vault, token spend accounting against the daily
-//! cap), persistent rate limits, and a per-network firewall limiting agents to port 3128 of their gateway.
-//! See docs/gateway.md.
+//! Model calls go through the same listener: [`llm`] injects the provider key from the vault and counts each
+//! call's cost against the agent's daily spend cap.
+//!
+//! Not done yet: persistent rate limits, and a per-network firewall limiting agents to port 3128 of their
+//! gateway. See docs/gateway.md.
 
+pub mod llm;
 pub mod permissions;
 pub mod proxy;
 mod store;
 
+pub use llm::{LlmGateway, LlmSettings, Provider};
 pub use permissions::{
     DomainPattern, HostName, MicroUsd, Permissions, PermissionsError, PermissionsInput, RateLimit, Scope,
 };

@@ -217,3 +217,28 @@ pub fn recovery_code_used_email(to: &EmailAddress, seen: &NoticeContext, remaini
         ),
     }
 }
+
+/// Sent to a client's owners and admins when an agent's model spend reaches 50, 80 or 100 % of its daily cap.
+pub fn budget_alert_email(
+    to: &EmailAddress,
+    agent: &str,
+    percent: u8,
+    spent_usd: &str,
+    cap_usd: &str,
+) -> OutgoingEmail {
+    let consequence = if percent >= 100 {
+        "The gateway now refuses this agent's model calls (HTTP 402) until 00:00 UTC, or until you raise its\n\
+         daily spend cap on the agent's Permissions card."
+    } else {
+        "Nothing is blocked yet: at 100 % the gateway refuses the agent's model calls until 00:00 UTC."
+    };
+    OutgoingEmail {
+        to: to.clone(),
+        subject: format!("Agent {agent} has used {percent}% of its daily model budget"),
+        body: format!(
+            "Your DeployClaw agent \"{agent}\" has spent {spent_usd} USD on model calls today (UTC), {percent} % of\n\
+             its daily cap of {cap_usd} USD.\n\n{consequence}\n\n\
+             If you did not expect this, open the agent's Audit view to see its recent model calls.\n"
+        ),
+    }
+}

@@ -224,9 +224,18 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let pruner = tokio::spawn(prune_sessions(platform.clone()));
     // The agents' only way out: listens on every deployed agent's gateway address now, and on each new
     // one when it is deployed (before the reconciler can recreate anything).
-    let gateway = deployclaw::gateway::EgressProxy::new(
+    // Model calls arrive on the same listeners: the LLM gateway holds the provider keys and the spend caps.
+    let llm = deployclaw::gateway::LlmGateway::new(
+        platform.db().clone(),
+        platform.vault().clone(),
+        Some(platform.mailer().clone()),
+        deployclaw::gateway::LlmSettings::from_config(&platform.config().gateway),
+    )
+    .map_err(|e| format!("LLM gateway: {e}"))?;
+    let gateway = deployclaw::gateway::EgressProxy::with_llm(
         platform.db().clone(),
         deployclaw::gateway::ProxySettings::from_config(&platform.config().gateway),
+        llm,
     );
     platform.agents().attach_gateway(gateway.clone());
     let listening = gateway.listen_all(platform.config().runtime.network_pool).await;

@@ -29,6 +29,10 @@ const RESERVED: &[&str] = &[
     "HTTPS_PROXY",
     "NO_PROXY",
     "ALL_PROXY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_API_KEY",
     "NODE_USE_ENV_PROXY",
     "NODE_OPTIONS",
     "NODE_EXTRA_CA_CERTS",
@@ -210,7 +214,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_with_a_reason() {
         // Provider-key shaped, made up here: obviously not a real key.
-        let fake_key = format!("OPENAI_API_KEY=sk-proj-NOTREAL{}", uuid::Uuid::now_v7().simple());
+        let fake_key = format!("SLACK_API_KEY=xoxb-NOTREAL{}", uuid::Uuid::now_v7().simple());
         let cases = [
             ("512", "", "", "between 1024 and 8192"),
             ("9000", "", "", "between 1024 and 8192"),

@@ -261,6 +261,17 @@ impl MicroUsd {
 
     /// `"12.5"`, `"0"`, `"0.000001"`; up to 6 decimals, no sign, no exponent.
     pub fn parse_usd(input: &str) -> Result<Self, PermissionsError> {
+        Self::new(usd_to_micro(input)?)
+    }
+
+    pub fn micro(self) -> u64 {
+        self.0
+    }
+}
+
+/// A decimal USD amount (`"12.5"`, `"0.000001"`, up to 6 decimals, no sign, no exponent) in micro-dollars.
+pub fn usd_to_micro(input: &str) -> Result<u64, PermissionsError> {
+    {
         let s = input.trim().trim_start_matches('$');
         let bad = || invalid(format!("{input:?} is not a USD amount like 12.50"));
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -276,11 +287,7 @@ impl MicroUsd {
         }
         let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
         let frac_micro: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
-        Self::new(whole.checked_mul(1_000_000).and_then(|w| w.checked_add(frac_micro)).ok_or_else(bad)?)
-    }
-
-    pub fn micro(self) -> u64 {
-        self.0
+        whole.checked_mul(1_000_000).and_then(|w| w.checked_add(frac_micro)).ok_or_else(bad)
     }
 }
 

@@ -95,6 +95,8 @@ pub struct EgressProxy {
 struct Inner {
     db: Db,
     settings: ProxySettings,
+    /// Serves model calls (origin-form requests to the listener itself), when configured.
+    llm: Option<super::llm::LlmGateway>,
     listeners: Mutex<HashMap<AgentId, Listening>>,
     /// Times of the agent's recent `api:outbound` connections, newest last, at most a day's worth.
     windows: Mutex<HashMap<AgentId, VecDeque<Instant>>>,
@@ -135,8 +137,18 @@ struct Record {
 }
 
 impl EgressProxy {
+    /// The proxy alone: requests to the listener itself (model calls) are refused.
     pub fn new(db: Db, settings: ProxySettings) -> Self {
-        Self { inner: Arc::new(Inner { db, settings, listeners: Mutex::default(), windows: Mutex::default() }) }
+        Self::build(db, settings, None)
+    }
+
+    /// The proxy with the LLM gateway answering model calls on the same listeners.
+    pub fn with_llm(db: Db, settings: ProxySettings, llm: super::llm::LlmGateway) -> Self {
+        Self::build(db, settings, Some(llm))
+    }
+
+    fn build(db: Db, settings: ProxySettings, llm: Option<super::llm::LlmGateway>) -> Self {
+        Self { inner: Arc::new(Inner { db, settings, llm, listeners: Mutex::default(), windows: Mutex::default() }) }
     }
 
     pub fn port(&self) -> u16 {
@@ -174,6 +186,16 @@ impl EgressProxy {
             tracing::info!(%agent, addr = %l.addr, "egress proxy stopped listening");
         }
         self.inner.windows.lock().unwrap_or_else(|e| e.into_inner()).remove(&agent);
+        if let Some(llm) = &self.inner.llm {
+            llm.forget(agent);
+        }
+    }
+
+    /// The agent's permissions were just changed: nothing cached about them may outlive the change here.
+    pub fn permissions_changed(&self, agent: AgentId) {
+        if let Some(llm) = &self.inner.llm {
+            llm.forget_admission(agent);
+        }
     }
 
     /// Listens for every agent that has a network (server start). Returns how many listeners run; failures
@@ -260,6 +282,14 @@ impl EgressProxy {
             // Closed, timed out or unreadable before a request: nothing to record.
             Ok(Err(_)) | Err(_) => return,
         };
+        if let Some(llm) = &self.inner.llm {
+            let local = stream.local_addr().ok();
+            if is_model_call(&head.bytes[..head.len], local) {
+                // The LLM gateway audits each call itself.
+                llm.serve(client, agent, stream, head.bytes).await;
+                return;
+            }
+        }
         let result = self.handle(client, agent, &mut stream, head, &mut record).await;
         if let Err(denial) = &result {
             let _ = answer(&mut stream, denial).await;
@@ -544,7 +574,7 @@ struct Request {
 }
 
 /// The gateway token from a `Proxy-Authorization: Basic base64(user:token)` value.
-fn basic_token(value: &[u8]) -> Option<String> {
+pub(super) fn basic_token(value: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(value).ok()?.trim();
     let (scheme, encoded) = text.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -609,6 +639,28 @@ fn parse_request(bytes: &[u8]) -> Result<Request, Denial> {
     }
     origin_head.push_str("Connection: close\r\n\r\n");
     Ok(Request { method, host, port, token, kind: Kind::Forward { origin_head } })
+}
+
+/// Whether a request is addressed to the gateway itself (a model call) rather than through it: an
+/// origin-form target (`POST /v1/messages`), or an absolute URL naming this very listener.
+fn is_model_call(head: &[u8], local: Option<SocketAddr>) -> bool {
+    let line_end = head.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(head.len());
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return false };
+    if method == "CONNECT" {
+        return false;
+    }
+    if target.starts_with('/') {
+        return true;
+    }
+    let (Some(local), Ok(url)) = (local, url::Url::parse(target)) else { return false };
+    let host_is_local = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip) == local.ip(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip) == local.ip(),
+        _ => false,
+    };
+    url.scheme() == "http" && host_is_local && url.port_or_known_default() == Some(local.port())
 }
 
 async fn answer(stream: &mut TcpStream, d: &Denial) -> io::Result<()> {
@@ -677,6 +729,19 @@ mod tests {
         );
         assert!(!origin_head.to_ascii_lowercase().contains("proxy"));
         assert_eq!(parse_request(b"GET https://example.com/ HTTP/1.1\r\n\r\n").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn model_calls_are_requests_to_the_listener_itself() {
+        let local: SocketAddr = "10.213.0.1:3128".parse().unwrap();
+        let yes = |h: &str| is_model_call(h.as_bytes(), Some(local));
+        assert!(yes("POST /v1/chat/completions HTTP/1.1\r\n\r\n"));
+        assert!(yes("POST http://10.213.0.1:3128/v1/messages HTTP/1.1\r\n\r\n"));
+        assert!(!yes("POST http://10.213.0.1:3129/v1/messages HTTP/1.1\r\n\r\n"));
+        assert!(!yes("GET http://example.com/v1/messages HTTP/1.1\r\n\r\n"));
+        assert!(!yes("CONNECT api.openai.com:443 HTTP/1.1\r\n\r\n"));
+        assert!(!yes("CONNECT /x HTTP/1.1\r\n\r\n"));
+        assert!(!yes("garbage"));
     }
 
     #[test]

@@ -138,6 +138,18 @@ pub fn container_spec(
         env.push((key.to_string(), proxy.clone()));
     }
     env.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    // Model calls go to the LLM gateway on the same address, with the agent token in place of a provider
+    // key (stock SDKs read these variables); the gateway itself is not reached through the proxy.
+    if let Some(token) = env.iter().find(|(k, _)| k == TOKEN_ENV).map(|(_, t)| t.clone()) {
+        let base = format!("http://{}:{GATEWAY_PORT}", subnet.gateway());
+        env.push(("OPENAI_BASE_URL".into(), format!("{base}/v1")));
+        env.push(("OPENAI_API_KEY".into(), token.clone()));
+        env.push(("ANTHROPIC_BASE_URL".into(), base));
+        env.push(("ANTHROPIC_API_KEY".into(), token));
+    }
+    for key in ["NO_PROXY", "no_proxy"] {
+        env.push((key.to_string(), subnet.gateway().to_string()));
+    }
     env.push(("XDG_CACHE_HOME".into(), "/tmp/.cache".into()));
     env.push(("PORT".into(), template.port.to_string()));
     ContainerSpec {
@@ -191,5 +203,11 @@ mod tests {
             let proxy = spec.env.iter().find(|(k, _)| k == key).unwrap();
             assert_eq!(proxy.1, format!("http://agent:dca_abc-_1@{}:3128", subnet.gateway()), "{key}");
         }
+        let get = |key: &str| spec.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("OPENAI_BASE_URL"), Some(format!("http://{}:3128/v1", subnet.gateway()).as_str()));
+        assert_eq!(get("ANTHROPIC_BASE_URL"), Some(format!("http://{}:3128", subnet.gateway()).as_str()));
+        assert_eq!(get("OPENAI_API_KEY"), Some("dca_abc-_1"), "the agent token stands in for the provider key");
+        assert_eq!(get("ANTHROPIC_API_KEY"), Some("dca_abc-_1"));
+        assert_eq!(get("NO_PROXY"), Some(subnet.gateway().to_string().as_str()));
     }
 }

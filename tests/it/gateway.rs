@@ -30,7 +30,7 @@ const ALLOWED: &str = "allowed.example.com";
 /// Allowlisted, resolves to 127.0.0.1, but not at a test upstream's port: must be refused.
 const INTERNAL: &str = "internal.example.com";
 
-fn ctx() -> RequestContext {
+pub(crate) fn ctx() -> RequestContext {
     RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: Some("gateway-test".into()) }
 }
 
@@ -93,7 +93,7 @@ struct Fixture {
     upstream: SocketAddr,
 }
 
-async fn agent_with_token(db: &Db, agents: &Agents, client: ClientId, name: &str) -> (AgentId, String) {
+pub(crate) async fn agent_with_token(db: &Db, agents: &Agents, client: ClientId, name: &str) -> (AgentId, String) {
     let agent =
         agents.configure(Actor::Platform, client, AgentName::parse(name).unwrap(), "test-agent", &ctx()).await.unwrap();
     let token = format!("dca_test_{}", uuid::Uuid::now_v7().simple());
@@ -423,7 +423,7 @@ db_test!(open_connections_are_capped_and_idle_tunnels_closed, |t| {
 });
 
 /// `ip route get` must name a local podman bridge and no gateway (see runtime.rs).
-fn assert_routed_to_a_local_bridge(ip: Ipv4Addr) {
+pub(crate) fn assert_routed_to_a_local_bridge(ip: Ipv4Addr) {
     let out = std::process::Command::new("ip").args(["route", "get", &ip.to_string()]).output().expect("ip route");
     let route = String::from_utf8_lossy(&out.stdout).to_string();
     let dev = route.split_whitespace().skip_while(|w| *w != "dev").nth(1).unwrap_or("");
@@ -432,7 +432,7 @@ fn assert_routed_to_a_local_bridge(ip: Ipv4Addr) {
 }
 
 /// One GET to the agent (bounded by 15 s); the JSON body.
-async fn agent_json(ip: Ipv4Addr, path: &str) -> serde_json::Value {
+pub(crate) async fn agent_json(ip: Ipv4Addr, path: &str) -> serde_json::Value {
     assert_routed_to_a_local_bridge(ip);
     let run = async {
         let mut s = TcpStream::connect((ip, 8080)).await.unwrap();

@@ -14,14 +14,14 @@ use crate::support::{test_keyring, TestDb, Which};
 /// Python with aiosmtpd installed; scripts/test (scripts/lib.sh `ensure_smtp_server`) sets it.
 pub const SMTP_PYTHON_ENV: &str = "DEPLOYCLAW_TEST_SMTP_PYTHON";
 
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: tokio::process::Child,
     port: u16,
     maildir: tempfile::TempDir,
 }
 
 impl SmtpServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let python = std::env::var(SMTP_PYTHON_ENV).unwrap_or_else(|_| {
             panic!("{SMTP_PYTHON_ENV} must name a Python with aiosmtpd (run ./scripts/test, which installs one)")
         });
@@ -41,12 +41,12 @@ impl SmtpServer {
         Self { child, port, maildir }
     }
 
-    fn url(&self) -> MailTransport {
+    pub(crate) fn url(&self) -> MailTransport {
         MailTransport::Smtp { url: SecretString::from(format!("smtp://127.0.0.1:{}", self.port)) }
     }
 
     /// Messages the server has stored, waiting up to 10 s for `count` of them.
-    async fn messages(&self, count: usize) -> Vec<String> {
+    pub(crate) async fn messages(&self, count: usize) -> Vec<String> {
         let dir: PathBuf = self.maildir.path().join("mail/new");
         let start = Instant::now();
         loop {
@@ -61,7 +61,7 @@ impl SmtpServer {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }

@@ -186,3 +186,14 @@ pub async fn new_client(db: &Db, name: &str) -> deployclaw::db::clients::Client 
     .await
     .unwrap()
 }
+
+/// A fresh second-factor proof for a user of `client`, made the only way there is: from a signed-in session.
+pub fn fresh_proof(client: deployclaw::db::ClientId) -> deployclaw::vault::FreshTwoFactor {
+    use deployclaw::identity::session::{SessionAuth, Stage};
+    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
+    let now = deployclaw::db::now();
+    let user_id = deployclaw::db::UserId::new();
+    let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
+    auth.second_factor_passed(client, user_id, now);
+    deployclaw::vault::FreshTwoFactor::from_session(&auth, now).expect("fresh")
+}

@@ -54,16 +54,7 @@ fn secret(s: &str) -> SecretSlice<u8> {
     SecretSlice::from(s.as_bytes().to_vec())
 }
 
-/// A fresh second-factor proof for a user of `client`, made the only way there is: from a signed-in session.
-fn proof(client: ClientId) -> FreshTwoFactor {
-    use deployclaw::identity::session::{SessionAuth, Stage};
-    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
-    let now = deployclaw::db::now();
-    let user_id = UserId::new();
-    let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
-    auth.second_factor_passed(client, user_id, now);
-    FreshTwoFactor::from_session(&auth, now).expect("fresh")
-}
+use crate::support::fresh_proof as proof;
 
 async fn put(vault: &Vault, t: &Tenant, n: &str, value: &str) {
     vault.put(t.user, t.client, t.agent, &name(n), secret(value), &proof(t.client), None).await.unwrap();

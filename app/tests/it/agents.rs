@@ -20,7 +20,7 @@ async fn deploy_reaches_healthy_then_stop_and_delete_clean_up_everything() {
         .call(
             "set_credential",
             Some(&b.cookie),
-            &[("agent_id", &id), ("name", "openai_api_key"), ("value", "sk-injected")],
+            &[("agent_id", &id), ("name", "slack_token"), ("value", "xoxb-injected-NOTREAL")],
         )
         .await;
     assert_eq!(res.status(), 200);
@@ -103,7 +103,8 @@ async fn settings_are_validated_stored_and_shown_back_without_secrets() {
     for (memory, env, expected) in [
         ("256", String::new(), "between 1024 and 8192 MiB"),
         ("", "HTTPS_PROXY=http://elsewhere:8080".to_string(), "set by DeployClaw"),
-        ("", format!("OPENAI_API_KEY=sk-proj-{fake}"), "store it as a credential"),
+        ("", format!("SLACK_API_KEY=xoxb-{fake}"), "store it as a credential"),
+        ("", format!("OPENAI_API_KEY=sk-proj-{fake}"), "set by DeployClaw"),
     ] {
         let res = save(memory, env).await;
         assert_eq!(res.status(), 400);

@@ -11,12 +11,16 @@
 //! - `GET /probe/whoami` -> uid, gid, effective capabilities and no_new_privs from `/proc/self/status`
 //! - `GET /via-proxy?target=host:port` -> one CONNECT through `$HTTPS_PROXY` (its credentials as Basic proxy
 //!   authorization): `{"status":..,"status_line":..,"body":..,"reply":..,"error":..}`
+//! - `GET /llm?provider=openai|anthropic&model=M&stream=0|1` -> one model call to the LLM gateway at
+//!   `$OPENAI_BASE_URL` / `$ANTHROPIC_BASE_URL` with the key the agent was given: `{"status":..,"body":..}`
+//! - `GET /probe/env?name=NAME` -> `{"name":..,"value":..}`: what the agent's environment holds
 //!
 //! It must never generate traffic on its own: it only answers requests, and each probe does one bounded
 //! thing per request.
 #![forbid(unsafe_code)]
 
 mod http;
+mod llm;
 mod probes;
 mod via_proxy;
 
@@ -165,6 +169,14 @@ fn route(req: &Request) -> (Response, After) {
             Ok(target) => ok(via_proxy::connect_via(std::env::var("HTTPS_PROXY").ok().as_deref(), target)),
             Err(e) => bad(e),
         },
+        ("GET", "/llm") => match llm::call(req) {
+            Ok(c) => ok(llm::run(&c)),
+            Err(e) => bad(e),
+        },
+        ("GET", "/probe/env") => match llm::env_json(req) {
+            Ok(json) => ok(json),
+            Err(e) => bad(e),
+        },
         ("GET", "/probe/processes") => ok(probes::pids_json(&probes::visible_pids(Path::new("/proc")))),
         ("GET", "/probe/whoami") => {
             let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string());
@@ -172,7 +184,8 @@ fn route(req: &Request) -> (Response, After) {
         }
         (
             _,
-            "/healthz" | "/crash" | "/connect" | "/via-proxy" | "/probe/write" | "/probe/processes" | "/probe/whoami",
+            "/healthz" | "/crash" | "/connect" | "/via-proxy" | "/llm" | "/probe/env" | "/probe/write"
+            | "/probe/processes" | "/probe/whoami",
         ) => (Response::error(405, "method not allowed"), After::Continue),
         _ => (Response::error(404, "not found"), After::Continue),
     }
