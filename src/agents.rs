@@ -94,6 +94,16 @@ impl Agents {
         self.gateway.get()
     }
 
+    /// What the agent spent on model calls today (UTC), through the LLM gateway.
+    pub async fn model_spend_today(
+        &self,
+        client_id: ClientId,
+        id: AgentId,
+    ) -> Result<crate::gateway::llm::spend::DaySpend, AgentError> {
+        use crate::gateway::llm::spend;
+        Ok(spend::day(&self.db, client_id, id, spend::today()).await?)
+    }
+
     /// Makes the proxy listen for the agent on its network's gateway address. A failure is logged and the
     /// agent is left without a way out (closed, not open).
     async fn open_gateway(&self, agent: &Agent, subnet: Subnet) {

@@ -48,6 +48,7 @@ use url::Url;
 use self::pricing::{ModelPrice, PriceTable, Usage};
 use self::upstream::{Lease, Upstream};
 use self::usage::UsageScanner;
+use super::permissions::format_usd as usd;
 use super::store;
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::{AgentId, ClientId, Db};
@@ -804,11 +805,6 @@ fn error_response(provider: Provider, r: &Refusal) -> Response<Body> {
         .expect("the refusal parts are valid")
 }
 
-fn usd(micro: u64) -> String {
-    let (whole, frac) = (micro / 1_000_000, micro % 1_000_000);
-    format!("{whole}.{frac:06}").trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 /// A stream that first yields bytes already read from it (the request head the proxy looked at).
 mod prefixed {
     use std::io;
@@ -937,9 +933,9 @@ mod tests {
 
     #[test]
     fn usd_amounts_read_naturally() {
-        assert_eq!(usd(0), "0");
-        assert_eq!(usd(1_500_000), "1.5");
+        assert_eq!(usd(0), "0.00");
+        assert_eq!(usd(1_500_000), "1.50");
         assert_eq!(usd(7_500), "0.0075");
-        assert_eq!(usd(25_000_000), "25");
+        assert_eq!(usd(25_000_000), "25.00");
     }
 }

@@ -293,14 +293,20 @@ pub fn usd_to_micro(input: &str) -> Result<u64, PermissionsError> {
 
 impl fmt::Display for MicroUsd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (whole, frac) = (self.0 / 1_000_000, self.0 % 1_000_000);
-        if frac == 0 {
-            write!(f, "{whole}.00")
-        } else {
-            let frac = format!("{frac:06}");
-            let trimmed = frac.trim_end_matches('0');
-            write!(f, "{whole}.{trimmed:0<2}")
-        }
+        f.write_str(&format_usd(self.0))
+    }
+}
+
+/// Micro-dollars as a USD amount with at least two decimals and no trailing zeros past them: `12.50`,
+/// `0.0075`.
+pub fn format_usd(micro: u64) -> String {
+    let (whole, frac) = (micro / 1_000_000, micro % 1_000_000);
+    if frac == 0 {
+        format!("{whole}.00")
+    } else {
+        let frac = format!("{frac:06}");
+        let trimmed = frac.trim_end_matches('0');
+        format!("{whole}.{trimmed:0<2}")
     }
 }
 

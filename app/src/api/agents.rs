@@ -262,12 +262,25 @@ pub struct MetricView {
     pub pids: u64,
 }
 
+/// What the agent spent on model calls today (UTC) against its cap, as text ready to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendView {
+    pub spent_usd: String,
+    pub cap_usd: String,
+    /// Of the cap, 0-100 (100 when there is no cap).
+    pub percent: u32,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
 /// An agent's page: its state, recent resource use (last 10 minutes) and last log lines (secrets scrubbed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentPage {
     pub agent: AgentRow,
     pub settings: SettingsView,
     pub permissions: PermissionsView,
+    pub spend: SpendView,
     pub metrics: Vec<MetricView>,
     pub logs: Vec<String>,
 }
@@ -302,8 +315,21 @@ pub async fn agent_detail(agent_id: String) -> Result<AgentPage, AppError> {
             min_memory_mib: template.min_memory_bytes / 1_048_576,
             max_memory_mib: deployclaw::agents::settings::MAX_MEMORY_MIB,
         };
-        let permissions = PermissionsView::from(&deployclaw::gateway::Permissions::from_stored(&agent.permissions.0));
-        Ok(AgentPage { agent: AgentRow::from(agent), settings, permissions, metrics, logs })
+        let stored_permissions = deployclaw::gateway::Permissions::from_stored(&agent.permissions.0);
+        let day = agents.model_spend_today(user.client_id, id).await?;
+        let cap = stored_permissions.max_daily_token_spend_micro_usd.micro();
+        let percent =
+            if cap == 0 { 100 } else { (u128::from(day.spent_micro_usd) * 100 / u128::from(cap)).min(100) as u32 };
+        let spend = SpendView {
+            spent_usd: deployclaw::gateway::permissions::format_usd(day.spent_micro_usd),
+            cap_usd: deployclaw::gateway::permissions::format_usd(cap),
+            percent,
+            calls: day.calls,
+            input_tokens: day.input_tokens,
+            output_tokens: day.output_tokens,
+        };
+        let permissions = PermissionsView::from(&stored_permissions);
+        Ok(AgentPage { agent: AgentRow::from(agent), settings, permissions, spend, metrics, logs })
     })
     .await
 }

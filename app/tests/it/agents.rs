@@ -188,5 +188,22 @@ async fn permissions_are_validated_stored_and_shown_back() {
     );
     let html = app.get_as(&format!("/dashboard/agents/{id}"), &b.cookie).await.text().await.unwrap();
     assert!(html.contains("Permissions") && html.contains("xn--bcher-kva.example"), "the page shows them back");
+
+    // Today's model spend against the cap, as the LLM gateway recorded it.
+    assert_eq!(page["spend"]["spent_usd"], "0.00");
+    assert_eq!(page["spend"]["cap_usd"], "12.50");
+    let agent_id: deployclaw::db::AgentId = id.parse().unwrap();
+    let usage = deployclaw::gateway::llm::pricing::Usage { input_tokens: 1000, output_tokens: 500 };
+    let day = deployclaw::gateway::llm::spend::today();
+    deployclaw::gateway::llm::spend::add(app.platform.db(), owner.client_id, agent_id, day, 3_125_000, usage)
+        .await
+        .unwrap();
+    let page: serde_json::Value =
+        app.call("agent_detail", Some(&b.cookie), &[("agent_id", &id)]).await.json().await.unwrap();
+    assert_eq!(page["spend"]["spent_usd"], "3.125");
+    assert_eq!(page["spend"]["percent"], 25);
+    assert_eq!((page["spend"]["calls"].as_u64(), page["spend"]["output_tokens"].as_u64()), (Some(1), Some(500)));
+    let html = app.get_as(&format!("/dashboard/agents/{id}"), &b.cookie).await.text().await.unwrap();
+    assert!(html.contains("Model calls today (UTC)") && html.contains("3.125 of 12.50 USD"), "the spend card");
     app.stop().await;
 }

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::agents::{
-    agent_detail, AgentPage, DeployAgent, MetricView, PermissionsView, RestartAgent, SettingsView, StopAgent,
-    UpdateAgentPermissions, UpdateAgentSettings,
+    agent_detail, AgentPage, DeployAgent, MetricView, PermissionsView, RestartAgent, SettingsView, SpendView,
+    StopAgent, UpdateAgentPermissions, UpdateAgentSettings,
 };
 use crate::api::AppError;
 use crate::components::{ConfirmTwoFactor, ErrorNotice};
@@ -219,6 +219,7 @@ fn Detail(detail: AgentPage, actions: Actions) -> impl IntoView {
         </section>
         <SettingsForm agent_id=a.id.clone() current=detail.settings action=settings deployed=a.deployed />
         <PermissionsForm agent_id=a.id.clone() current=detail.permissions action=permissions />
+        <ModelSpend spend=detail.spend agent_id=a.id.clone() />
         <section class="card" aria-labelledby="logs-title">
             <h2 id="logs-title">"Recent log lines"</h2>
             <p class="muted">"Secrets are scrubbed before they are shown."</p>
@@ -315,7 +316,17 @@ fn PermissionsForm(
                     "One line per scope: SCOPE PER_HOUR PER_DAY. A granted scope without a line gets 600 per hour and 5000 per day."
                 </p>
                 <label for="permissions-spend">"Maximum daily token spend (USD)"</label>
-                <input id="permissions-spend" name="max_daily_token_spend_usd" inputmode="decimal" value=current.max_daily_token_spend_usd placeholder="0.00" />
+                <input
+                    id="permissions-spend"
+                    name="max_daily_token_spend_usd"
+                    inputmode="decimal"
+                    value=current.max_daily_token_spend_usd
+                    placeholder="0.00"
+                    aria-describedby="permissions-spend-help"
+                />
+                <p id="permissions-spend-help" class="muted small">
+                    "Model calls through the gateway stop (HTTP 402) once today's spend (UTC) reaches this; owners and admins are emailed at 50, 80 and 100 %. 0 allows no model calls."
+                </p>
                 <button type="submit" class="button" data-testid="save-permissions" disabled=move || action.pending().get()>
                     "Save permissions"
                 </button>
@@ -325,6 +336,32 @@ fn PermissionsForm(
                     </p>
                 </Show>
             </ActionForm>
+        </section>
+    }
+}
+
+/// Today's model spend against the cap, and how model calls reach the providers.
+#[component]
+fn ModelSpend(spend: SpendView, agent_id: String) -> impl IntoView {
+    let summary = format!("{} of {} USD", spend.spent_usd, spend.cap_usd);
+    let detail =
+        format!("{} call(s), {} input and {} output tokens", spend.calls, spend.input_tokens, spend.output_tokens);
+    view! {
+        <section class="card" aria-labelledby="spend-title" data-testid="model-spend">
+            <h2 id="spend-title">"Model calls today (UTC)"</h2>
+            <p>
+                <meter min="0" max="100" low="50" high="80" optimum="0" value=spend.percent.to_string() aria-label="Share of the daily cap used">
+                    {format!("{} %", spend.percent)}
+                </meter>
+                " "
+                <strong data-testid="spend-summary">{summary}</strong>
+            </p>
+            <p class="muted small">{detail}</p>
+            <p class="muted small">
+                "The agent calls models through the platform's LLM gateway with its own token; the gateway adds the provider key from "
+                <a href=format!("/dashboard/credentials?agent={agent_id}")>"Credentials"</a>
+                " (openai_api_key or anthropic_api_key), so the agent never holds it, and counts every call against the cap above."
+            </p>
         </section>
     }
 }
