@@ -5,8 +5,8 @@
 //! Model calls go through the same listener: [`llm`] injects the provider key from the vault and counts each
 //! call's cost against the agent's daily spend cap.
 //!
-//! Not done yet: persistent rate limits, and a per-network firewall limiting agents to port 3128 of their
-//! gateway. See docs/gateway.md.
+//! The host itself is walled off from agent networks except for the gateway port by
+//! [`crate::runtime::firewall`]. Not done yet: persistent rate limits. See docs/gateway.md.
 
 pub mod llm;
 pub mod permissions;

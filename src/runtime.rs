@@ -8,6 +8,7 @@
 //! never by the driver.
 
 pub mod docker;
+pub mod firewall;
 pub mod hardening;
 pub mod subnets;
 

@@ -240,6 +240,16 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     platform.agents().attach_gateway(gateway.clone());
     let listening = gateway.listen_all(platform.config().runtime.network_pool).await;
     tracing::info!(agents = listening, "egress proxy started");
+    // Agents may reach this host only at the gateway port (runtime/firewall.rs).
+    let pool = platform.config().runtime.network_pool;
+    match deployclaw::runtime::firewall::protect_host(pool).await {
+        Ok(()) => tracing::info!(pool = %pool.cidr(), "host firewall: agent networks reach only the gateway port"),
+        Err(e) => tracing::warn!(
+            pool = %pool.cidr(),
+            error = %e,
+            "host firewall not installed: agents can reach host services listening on all addresses"
+        ),
+    }
     // Keeps running agents running: restarts crashed ones with backoff, recreates missing containers,
     // reports orphans. First pass at once (after a restart of the server), then every 5 seconds.
     let reconciler = tokio::spawn(

@@ -68,6 +68,11 @@ impl Pool {
         Ok(Self { base, blocks: 1 << (28 - prefix) })
     }
 
+    /// The whole pool as CIDR text (`10.213.0.0/16`).
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.base, 28 - self.blocks.max(1).ilog2())
+    }
+
     /// The `index`-th /28 of the pool.
     pub fn block(&self, index: u32) -> Option<Subnet> {
         (index < self.blocks)
@@ -105,6 +110,8 @@ mod tests {
         assert!(a.contains(a.host()) && !a.contains(b.host()));
         assert_eq!(DEFAULT_POOL.block(4095).unwrap().to_string(), "10.213.255.240/28");
         assert!(DEFAULT_POOL.block(4096).is_none());
+        assert_eq!(DEFAULT_POOL.cidr(), "10.213.0.0/16");
+        assert_eq!(Pool::parse("10.218.7.0/24").unwrap().cidr(), "10.218.7.0/24");
     }
 
     #[test]

@@ -577,3 +577,65 @@ async fn connect_latency_and_tunnel_throughput_on_loopback() {
     );
     t.cleanup().await;
 }
+
+/// The host is on every agent bridge (the gateway address). Without the firewall, a host service listening
+/// on all addresses is reachable from inside an agent; with it, only the gateway port is.
+#[tokio::test]
+async fn from_inside_a_container_only_the_gateway_port_of_the_host_is_reachable() {
+    use deployclaw::runtime::firewall;
+    let t = TestDb::fresh(Which::Sqlite).await;
+    let runtime: Arc<dyn deployclaw::runtime::ContainerRuntime> =
+        Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
+    let pool = Pool::parse(&format!("10.216.{}.0/24", std::process::id() % 256)).unwrap();
+    firewall::remove(pool).await.expect("nft is available (scripts/test runs as root)");
+    // A host service on all addresses, as a careless one would be (accepts at most 10 connections).
+    let service = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await.unwrap();
+    let service_port = service.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for _ in 0..10 {
+            let Ok((mut s, _)) = service.accept().await else { return };
+            let _ = s.write_all(b"host service\n").await;
+        }
+    });
+    let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
+    let agents = Agents::new(t.db.clone(), vault, Some(runtime), pool);
+    let upstream = echo_upstream().await;
+    let proxy = EgressProxy::new(t.db.clone(), settings(upstream));
+    agents.attach_gateway(proxy.clone());
+    let client = new_client(&t.db, "Walled").await.id;
+    let agent = agents
+        .configure(Actor::Platform, client, AgentName::parse("walled").unwrap(), "test-agent", &ctx())
+        .await
+        .unwrap();
+    agents.update_permissions(Actor::Platform, client, agent.id, permissions(&[ALLOWED], None), &ctx()).await.unwrap();
+    let deployed = agents.deploy(Actor::Platform, client, agent.id, &ctx()).await.unwrap();
+    let subnet = pool.block(deployed.network_block.unwrap() as u32).unwrap();
+
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let start = Instant::now();
+        while agents.check_health(client, agent.id).await.unwrap().status != AgentStatus::Running {
+            assert!(start.elapsed() < Duration::from_secs(20), "agent not healthy within 20 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (ip, gateway) = (subnet.host(), subnet.gateway());
+        let probe = format!("/connect?host={gateway}&port={service_port}&timeout_ms=2000");
+        let open = agent_json(ip, &probe).await;
+        assert_eq!(open["connected"], true, "without the firewall the host service is reachable: {open}");
+
+        firewall::protect_host(pool).await.unwrap();
+        firewall::protect_host(pool).await.expect("installing twice is harmless");
+        let walled = agent_json(ip, &probe).await;
+        assert_eq!(walled["connected"], false, "{walled}");
+        // The gateway port still answers, and the host still reaches the agent (health checks).
+        let ok = agent_json(ip, &format!("/via-proxy?target={ALLOWED}:{}", upstream.port())).await;
+        assert_eq!(ok["status"], 200, "{ok}");
+        assert_eq!(agents.check_health(client, agent.id).await.unwrap().status, AgentStatus::Running);
+    }))
+    .await;
+    let _ = firewall::remove(pool).await;
+    agents.remove(Actor::Platform, client, agent.id, &ctx()).await.unwrap();
+    t.cleanup().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
