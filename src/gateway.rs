@@ -6,7 +6,8 @@
 //! call's cost against the agent's daily spend cap.
 //!
 //! The host itself is walled off from agent networks except for the gateway port by
-//! [`crate::runtime::firewall`]. Not done yet: persistent rate limits. See docs/gateway.md.
+//! [`crate::runtime::firewall`]. Rate limits are counted in the database, so they hold across restarts and
+//! server processes. See docs/gateway.md.
 
 pub mod llm;
 pub mod permissions;
@@ -27,4 +28,9 @@ pub(crate) async fn store_permissions(
     permissions: &Permissions,
 ) -> Result<(), crate::db::DbError> {
     store::set_permissions(db, client_id, id, permissions).await
+}
+
+/// Deletes counted gateway uses older than a day (run hourly by the server); returns how many.
+pub async fn prune_rate_events(db: &crate::db::Db) -> Result<u64, crate::db::DbError> {
+    store::prune_rate_events(db).await
 }

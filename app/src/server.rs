@@ -285,6 +285,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Deletes expired sessions every ten minutes (an expired session is already refused when loaded; this only
 /// keeps the table small).
+/// Every 10 minutes: expired sessions, and gateway rate counts past every window.
 async fn prune_sessions(platform: Platform) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
@@ -293,6 +294,12 @@ async fn prune_sessions(platform: Platform) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned expired sessions"),
             Err(e) => tracing::warn!(error = %e, "could not prune expired sessions"),
+        }
+        // Gateway rate counts older than a day no longer count toward any limit.
+        match deployclaw::gateway::prune_rate_events(platform.db()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned gateway rate counts"),
+            Err(e) => tracing::warn!(error = %e, "could not prune gateway rate counts"),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! Every connection that made a request is audited once (`gateway.connection`). Denials get `403` with a
 //! one-line reason. The proxy never logs or records the token.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,7 +86,7 @@ impl ProxySettings {
     }
 }
 
-/// The proxy: listeners by agent, and the in-memory rate-limit windows. Cheap to clone.
+/// The proxy: listeners by agent. Cheap to clone.
 #[derive(Clone)]
 pub struct EgressProxy {
     inner: Arc<Inner>,
@@ -98,8 +98,6 @@ struct Inner {
     /// Serves model calls (origin-form requests to the listener itself), when configured.
     llm: Option<super::llm::LlmGateway>,
     listeners: Mutex<HashMap<AgentId, Listening>>,
-    /// Times of the agent's recent `api:outbound` connections, newest last, at most a day's worth.
-    windows: Mutex<HashMap<AgentId, VecDeque<Instant>>>,
 }
 
 struct Listening {
@@ -148,7 +146,7 @@ impl EgressProxy {
     }
 
     fn build(db: Db, settings: ProxySettings, llm: Option<super::llm::LlmGateway>) -> Self {
-        Self { inner: Arc::new(Inner { db, settings, llm, listeners: Mutex::default(), windows: Mutex::default() }) }
+        Self { inner: Arc::new(Inner { db, settings, llm, listeners: Mutex::default() }) }
     }
 
     pub fn port(&self) -> u16 {
@@ -179,13 +177,12 @@ impl EgressProxy {
         self.lock_listeners().get(&agent).map(|l| l.addr)
     }
 
-    /// Stops the agent's listener and closes its open connections; forgets its rate-limit window.
+    /// Stops the agent's listener and closes its open connections; forgets what the LLM gateway cached.
     pub fn stop(&self, agent: AgentId) {
         if let Some(l) = self.lock_listeners().remove(&agent) {
             let _ = l.stop.send(true);
             tracing::info!(%agent, addr = %l.addr, "egress proxy stopped listening");
         }
-        self.inner.windows.lock().unwrap_or_else(|e| e.into_inner()).remove(&agent);
         if let Some(llm) = &self.inner.llm {
             llm.forget(agent);
         }
@@ -338,7 +335,7 @@ impl EgressProxy {
         if !permissions.allows_host(&host) {
             return Err(deny(403, "host not on this agent's allowlist"));
         }
-        self.take_rate(agent, permissions.rate_limit(Scope::ApiOutbound))?;
+        self.take_rate(client, agent, permissions.rate_limit(Scope::ApiOutbound)).await?;
 
         let upstream = self.connect(&host, request.port, record).await?;
         match request.kind {
@@ -359,25 +356,31 @@ impl EgressProxy {
         Ok(())
     }
 
-    /// Counts one `api:outbound` connection, unless that would pass the hourly or daily limit.
-    fn take_rate(&self, agent: AgentId, limit: super::permissions::RateLimit) -> Result<(), Denial> {
-        const HOUR: Duration = Duration::from_secs(3600);
-        const DAY: Duration = Duration::from_secs(86_400);
-        let now = Instant::now();
-        let mut windows = self.inner.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let window = windows.entry(agent).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= DAY) {
-            window.pop_front();
+    /// Counts one `api:outbound` connection, unless that would pass the hourly or daily limit. The count is
+    /// in the database (`gateway_rate_events`), so it survives restarts and is shared by server processes.
+    async fn take_rate(
+        &self,
+        client: ClientId,
+        agent: AgentId,
+        limit: super::permissions::RateLimit,
+    ) -> Result<(), Denial> {
+        let scope = Scope::ApiOutbound;
+        let over =
+            store::take_rate(&self.inner.db, client, agent, scope.as_str(), limit.max_per_hour, limit.max_per_day)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(%agent, error = %e, "egress proxy: rate count failed");
+                    deny(503, "the gateway cannot count this connection right now")
+                })?;
+        match over {
+            None => Ok(()),
+            Some(store::RateWindow::Day) => {
+                Err(deny(403, format!("rate limit for {} reached ({} per day)", scope.as_str(), limit.max_per_day)))
+            }
+            Some(store::RateWindow::Hour) => {
+                Err(deny(403, format!("rate limit for {} reached ({} per hour)", scope.as_str(), limit.max_per_hour)))
+            }
         }
-        if window.len() >= limit.max_per_day as usize {
-            return Err(deny(403, format!("rate limit for api:outbound reached ({} per day)", limit.max_per_day)));
-        }
-        let last_hour = window.iter().rev().take_while(|t| now.duration_since(**t) < HOUR).count();
-        if last_hour >= limit.max_per_hour as usize {
-            return Err(deny(403, format!("rate limit for api:outbound reached ({} per hour)", limit.max_per_hour)));
-        }
-        window.push_back(now);
-        Ok(())
     }
 
     /// Resolves `host`, refuses if any address is not public (unless it is exactly a test upstream), and
@@ -670,6 +673,7 @@ async fn answer(stream: &mut TcpStream, d: &Denial) -> io::Result<()> {
         407 => "Proxy Authentication Required",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Error",
     };

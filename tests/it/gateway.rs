@@ -273,6 +273,38 @@ db_test!(the_rate_limit_is_hit_after_n_connections, |t| {
     assert_eq!(a.text, "rate limit for api:outbound reached (3 per hour)");
     // Refusals before the limit check (another host) are not counted, and do not pass either.
     assert_eq!(connect(f.addr, &format!("x.example.com:{}", f.upstream.port()), Some(&f.token)).await.status, 403);
+    // The count is in the database: a new proxy (a restarted server, or another replica) holds the agent to it.
+    f.proxy.stop(f.agent);
+    let restarted = EgressProxy::new(t.db.clone(), settings(f.upstream));
+    let addr = restarted.listen(f.client, f.agent, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
+    let a = connect(addr, &target, Some(&f.token)).await;
+    assert_eq!((a.status, a.text.as_str()), (403, "rate limit for api:outbound reached (3 per hour)"));
+    // Refused uses are not counted: exactly the three admitted ones are, and pruning keeps them (under a day).
+    assert_eq!(t.raw_count("SELECT COUNT(*) FROM gateway_rate_events").await, 3);
+    assert_eq!(deployclaw::gateway::prune_rate_events(&t.db).await.unwrap(), 0);
+    restarted.stop(f.agent);
+});
+
+db_test!(the_daily_rate_limit_counts_the_last_24_hours, |t| {
+    let f = fixture(&t.db, permissions(&[ALLOWED], Some((100, 100)))).await;
+    let target = format!("{ALLOWED}:{}", f.upstream.port());
+    // 99 uses spread over the last day (older than an hour), and one from more than a day ago.
+    let agent = t.literal_uuid(f.agent.as_uuid());
+    let client = t.literal_uuid(f.client.as_uuid());
+    for minutes in (0..99).map(|i| 70 + i * 13).chain([24 * 60 + 5]) {
+        // The text form sqlx stores on SQLite (RFC 3339, `+00:00`); PostgreSQL parses it as a timestamptz.
+        let at = (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+        let at = format!("'{at}'");
+        let sql = format!(
+            "INSERT INTO gateway_rate_events (agent_id, client_id, scope, at) VALUES ({agent}, {client}, 'api:outbound', {at})"
+        );
+        t.raw_execute(&sql).await.unwrap();
+    }
+    assert_eq!(connect(f.addr, &target, Some(&f.token)).await.status, 200, "the 100th use in the last day");
+    let a = connect(f.addr, &target, Some(&f.token)).await;
+    assert_eq!((a.status, a.text.as_str()), (403, "rate limit for api:outbound reached (100 per day)"));
+    assert_eq!(deployclaw::gateway::prune_rate_events(&t.db).await.unwrap(), 1, "only the day-old use is pruned");
 });
 
 db_test!(permission_changes_apply_to_a_running_agent_without_restart, |t| {
