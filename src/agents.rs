@@ -59,6 +59,8 @@ pub struct Agents {
     metrics: Arc<std::sync::Mutex<HashMap<AgentId, VecDeque<MetricPoint>>>>,
     /// The egress proxy, once the server attached it (tests of other parts run without one).
     gateway: Arc<std::sync::OnceLock<EgressProxy>>,
+    /// What agents can be deployed from: the built-in templates and the operator's.
+    templates: Arc<hardening::Templates>,
 }
 
 /// Samples kept per agent: 120 x 5 s = the last 10 minutes.
@@ -81,7 +83,25 @@ impl std::fmt::Debug for Agents {
 
 impl Agents {
     pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
-        Self { db, vault, runtime, pool, metrics: Arc::default(), gateway: Arc::default() }
+        Self { db, vault, runtime, pool, metrics: Arc::default(), gateway: Arc::default(), templates: Arc::default() }
+    }
+
+    /// The same service deploying from `templates` (the built-in ones and the operator's, from configuration).
+    pub fn with_templates(mut self, templates: hardening::Templates) -> Self {
+        self.templates = Arc::new(templates);
+        self
+    }
+
+    /// The templates agents can be deployed from.
+    pub fn templates(&self) -> &[Template] {
+        self.templates.all()
+    }
+
+    /// The template an agent was configured with; `Invalid` if this installation no longer offers it.
+    pub fn template_of(&self, agent: &Agent) -> Result<&Template, DbError> {
+        self.templates
+            .get(&agent.template)
+            .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))
     }
 
     /// Hands agents the egress proxy: deploying then makes it listen on the agent's gateway address, and
@@ -210,8 +230,8 @@ impl Agents {
         template: &str,
         ctx: &RequestContext,
     ) -> Result<Agent, DbError> {
-        if hardening::template(template).is_none() {
-            let known: Vec<&str> = hardening::TEMPLATES.iter().map(|t| t.id).collect();
+        if self.templates.get(template).is_none() {
+            let known: Vec<&str> = self.templates().iter().map(|t| t.id.as_str()).collect();
             return Err(DbError::Invalid(
                 format!("unknown template {template:?}; choose one of: {}", known.join(", ")).into(),
             ));
@@ -262,7 +282,7 @@ impl Agents {
     ) -> Result<Agent, AgentError> {
         let runtime = self.runtime_or_err()?.clone();
         let agent = agents::get(&self.db, client_id, id).await?;
-        let template = template_of(&agent)?;
+        let template = self.template_of(&agent)?;
         let subnet = self.subnet_for(client_id, id).await?;
         self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
@@ -349,7 +369,7 @@ impl Agents {
     /// reconciler, when the container disappeared behind our back.
     pub(crate) async fn recreate(&self, agent: &Agent) -> Result<(), AgentError> {
         let runtime = self.runtime_or_err()?.clone();
-        let template = template_of(agent)?;
+        let template = self.template_of(agent)?;
         let subnet = self.subnet_for(agent.client_id, agent.id).await?;
         let (container_id, token_hash) = self.start_container(&*runtime, agent, template, subnet).await?;
         agents::set_runtime_state(
@@ -387,11 +407,11 @@ impl Agents {
     /// Asks a deploying agent's health endpoint once (bounded); on success it is `running`. Returns the state.
     pub async fn check_health(&self, client_id: ClientId, id: AgentId) -> Result<Agent, AgentError> {
         let agent = agents::get(&self.db, client_id, id).await?;
-        let (Some(template), Some(block)) = (hardening::template(&agent.template), agent.network_block) else {
+        let (Some(template), Some(block)) = (self.templates.get(&agent.template), agent.network_block) else {
             return Ok(agent);
         };
         let Some(subnet) = self.pool.block(u32::try_from(block).unwrap_or(u32::MAX)) else { return Ok(agent) };
-        let healthy = probe_health(subnet.host(), template.port, template.health_path).await;
+        let healthy = probe_health(subnet.host(), template.port, &template.health_path).await;
         if healthy && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting) {
             let running = self.transition(&agent, AgentStatus::Running, None).await?;
             self.record(Actor::Platform, &agent, "agent.healthy", None, json!({})).await?;
@@ -463,7 +483,7 @@ impl Agents {
         ctx: &RequestContext,
     ) -> Result<Agent, AgentError> {
         let agent = agents::get(&self.db, client_id, id).await?;
-        let template = template_of(&agent)?;
+        let template = self.template_of(&agent)?;
         settings.validate(template)?;
         let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
         let changed = settings.changed_fields(&before);
@@ -540,12 +560,6 @@ impl Agents {
         self.record(actor, &agent, "agent.deleted", Some(ctx), json!({ "was_deployed": deployed })).await?;
         Ok(())
     }
-}
-
-/// The template an agent was configured with; `Invalid` if this build no longer knows it.
-fn template_of(agent: &Agent) -> Result<&'static Template, DbError> {
-    hardening::template(&agent.template)
-        .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))
 }
 
 /// One bounded GET of an agent's health path at its address on its own network.

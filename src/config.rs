@@ -69,6 +69,8 @@ pub struct RuntimeConfig {
     pub docker_host: Option<String>,
     /// The private IPv4 block agent networks are cut from, one /28 each.
     pub network_pool: crate::runtime::subnets::Pool,
+    /// The built-in templates plus the operator's `[[runtime.templates]]`.
+    pub templates: crate::runtime::hardening::Templates,
 }
 
 /// Forwarding audit events to customers' SIEMs.
@@ -312,6 +314,8 @@ struct RawAudit {
 struct RawRuntime {
     docker_host: Option<String>,
     network_pool: String,
+    #[serde(default)]
+    templates: Vec<crate::runtime::hardening::TemplateInput>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -387,7 +391,7 @@ impl Default for RawConfig {
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             auth: RawAuth { code_ttl_minutes: 10 },
-            runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into() },
+            runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into(), templates: Vec::new() },
             audit: RawAudit {
                 retention_days: 90,
                 max_retention_days: 3650,
@@ -602,6 +606,15 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
 
     let network_pool = crate::runtime::subnets::Pool::parse(&raw.runtime.network_pool)
         .map_err(|m| ConfigError::invalid("runtime.network_pool", m))?;
+    let mut custom = Vec::new();
+    for t in &raw.runtime.templates {
+        custom.push(
+            crate::runtime::hardening::Template::custom(t.clone())
+                .map_err(|m| ConfigError::invalid("runtime.templates", m))?,
+        );
+    }
+    let templates =
+        crate::runtime::hardening::Templates::with(custom).map_err(|m| ConfigError::invalid("runtime.templates", m))?;
     if let Some(host) = &raw.runtime.docker_host {
         if !host.starts_with("unix:///") {
             return Err(ConfigError::invalid(
@@ -634,7 +647,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         },
         mail: MailConfig { from: raw.mail.from, transport },
         auth: AuthConfig { code_ttl: Duration::from_secs(raw.auth.code_ttl_minutes * 60) },
-        runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool },
+        runtime: RuntimeConfig { docker_host: raw.runtime.docker_host, network_pool, templates },
         audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
@@ -991,6 +1004,25 @@ mod tests {
         }
         let err = load(&[("DEPLOYCLAW_GATEWAY__IDLE_TIMEOUT_SECS", "1")]).unwrap_err().to_string();
         assert!(err.contains("gateway.idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn operators_add_templates_from_the_file_and_bad_ones_name_the_key() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.runtime.templates.all().len(), 2, "the built-in templates");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let template = "[[runtime.templates]]\nid = \"my-agent\"\nname = \"My agent\"\n\
+                        image = \"registry.example.com/team/agent:1.2\"\ncommand = [\"/app/agent\"]\nport = 8080\n\
+                        health_path = \"/healthz\"\nstate_dir = \"/data\"\nmemory_mib = 512\nmin_memory_mib = 256\n\
+                        user = \"1000:1000\"\n";
+        std::fs::write(&file, template).unwrap();
+        let c = load_file(ConfigFile::Path(file.clone()), &[]).unwrap();
+        let t = c.runtime.templates.get("my-agent").expect("the operator's template");
+        assert_eq!((t.image.as_str(), t.port), ("registry.example.com/team/agent:1.2", 8080));
+        std::fs::write(&file, template.replace("1000:1000", "0:0")).unwrap();
+        let err = load_file(ConfigFile::Path(file), &[]).unwrap_err().to_string();
+        assert!(err.contains("runtime.templates") && err.contains("uid:gid"), "{err}");
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl Platform {
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
-        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool);
+        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool)
+            .with_templates(config.runtime.templates.clone());
         let inner =
             Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, agents, started: Instant::now() };
         Ok(Self { inner: Arc::new(inner) })

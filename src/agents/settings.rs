@@ -195,13 +195,13 @@ mod tests {
     use super::*;
     use crate::runtime::hardening::template;
 
-    fn openclaw() -> &'static Template {
+    fn openclaw() -> Template {
         template("openclaw").unwrap()
     }
 
     #[test]
     fn a_form_parses_into_settings() {
-        let s = AgentSettings::parse_form(openclaw(), " 2048 ", "", "# comment\nLOG_LEVEL=debug\n\nGREETING=a=b\r\n")
+        let s = AgentSettings::parse_form(&openclaw(), " 2048 ", "", "# comment\nLOG_LEVEL=debug\n\nGREETING=a=b\r\n")
             .unwrap();
         assert_eq!(s.memory_mib, Some(2048));
         assert_eq!(s.cpu_millis, None);
@@ -230,19 +230,19 @@ mod tests {
             ("", "", "DB_PASSWORD=hunter2", "looks like a secret"),
         ];
         for (memory, cpu, env, expected) in cases {
-            let err = AgentSettings::parse_form(openclaw(), memory, cpu, env).unwrap_err().to_string();
+            let err = AgentSettings::parse_form(&openclaw(), memory, cpu, env).unwrap_err().to_string();
             assert!(err.contains(expected), "{memory:?} {cpu:?} {env:?}: {err}");
         }
         let many: String = (0..33).map(|i| format!("V{i}=x\n")).collect();
-        assert!(AgentSettings::parse_form(openclaw(), "", "", &many).is_err());
+        assert!(AgentSettings::parse_form(&openclaw(), "", "", &many).is_err());
         let small = template("test-agent").unwrap();
-        assert!(AgentSettings::parse_form(small, "32", "", "").is_ok(), "the test agent's minimum is lower");
+        assert!(AgentSettings::parse_form(&small, "32", "", "").is_ok(), "the test agent's minimum is lower");
     }
 
     #[test]
     fn changes_name_fields_never_values() {
-        let before = AgentSettings::parse_form(openclaw(), "", "", "A=1\nB=2").unwrap();
-        let after = AgentSettings::parse_form(openclaw(), "2048", "", "A=1\nB=3\nC=secretless").unwrap();
+        let before = AgentSettings::parse_form(&openclaw(), "", "", "A=1\nB=2").unwrap();
+        let after = AgentSettings::parse_form(&openclaw(), "2048", "", "A=1\nB=3\nC=secretless").unwrap();
         assert_eq!(after.changed_fields(&before), ["memory_mib", "env:B", "env:C"]);
     }
 }

@@ -618,7 +618,8 @@ async fn from_inside_a_container_only_the_gateway_port_of_the_host_is_reachable(
     let t = TestDb::fresh(Which::Sqlite).await;
     let runtime: Arc<dyn deployclaw::runtime::ContainerRuntime> =
         Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
-    let pool = Pool::parse(&format!("10.216.{}.0/24", std::process::id() % 256)).unwrap();
+    // A pool no other test uses (the rules apply to the whole pool).
+    let pool = Pool::parse(&format!("10.214.{}.0/24", std::process::id() % 256)).unwrap();
     firewall::remove(pool).await.expect("nft is available (scripts/test runs as root)");
     // A host service on all addresses, as a careless one would be (accepts at most 10 connections).
     let service = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await.unwrap();

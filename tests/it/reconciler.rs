@@ -184,11 +184,11 @@ async fn a_container_deleted_behind_our_back_is_recreated_and_orphans_are_report
     let ghost = AgentId::new();
     let ghost_client = new_client(&s.t.db, "ghosts").await.id;
     let spec = hardening::container_spec(
-        hardening::template("test-agent").unwrap(),
+        &hardening::template("test-agent").unwrap(),
         ghost_client,
         ghost,
         pool(2).block(15).unwrap(),
-        hardening::limits(hardening::template("test-agent").unwrap(), None, 100),
+        hardening::limits(&hardening::template("test-agent").unwrap(), None, 100),
         vec![],
     );
     s.runtime.ensure_network(&hardening::network_spec(ghost_client, ghost, pool(2).block(15).unwrap())).await.unwrap();
@@ -339,7 +339,7 @@ async fn new_settings_recreate_a_running_agent_and_a_restart_keeps_its_container
     let before = s.runtime.inspect_container(&name).await.unwrap().unwrap().id;
 
     let template = hardening::template("test-agent").unwrap();
-    let settings = AgentSettings::parse_form(template, "96", "500", "GREETING=hello").unwrap();
+    let settings = AgentSettings::parse_form(&template, "96", "500", "GREETING=hello").unwrap();
     let updated = s.agents.update_settings(Actor::Platform, agent.client_id, agent.id, settings, &ctx()).await.unwrap();
     assert_eq!(updated.status, AgentStatus::Starting, "applied at once");
     let after = s.runtime.inspect_container(&name).await.unwrap().unwrap().id;
@@ -368,5 +368,56 @@ async fn new_settings_recreate_a_running_agent_and_a_restart_keeps_its_container
     assert!(!settings_event.metadata.0.to_string().contains("hello"), "names, never values");
     assert!(events.iter().any(|e| e.action_type == "agent.restarted"));
     s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
+    s.t.cleanup().await;
+}
+
+/// An operator's template (from `[[runtime.templates]]`): offered next to the built-in ones, and an agent
+/// configured from it deploys and gets healthy with the template's port, health path and memory.
+#[tokio::test]
+async fn an_operator_template_deploys_like_a_built_in_one() {
+    use deployclaw::runtime::hardening::{Template, TemplateInput, Templates};
+    let s = setup(8).await;
+    let custom = Template::custom(TemplateInput {
+        id: "diagnostics".into(),
+        name: "Diagnostics (operator image)".into(),
+        image: "localhost/deployclaw/test-agent:latest".into(),
+        command: vec!["/test-agent".into()],
+        port: 8080,
+        health_path: "/healthz".into(),
+        state_dir: "/var/lib/agent".into(),
+        memory_mib: 48,
+        min_memory_mib: 32,
+        user: "65534:65534".into(),
+    })
+    .unwrap();
+    let agents = s.agents.clone().with_templates(Templates::with(vec![custom]).unwrap());
+    assert!(agents.templates().iter().any(|t| t.id == "diagnostics"));
+    let client = new_client(&s.t.db, "Operatorimage").await;
+    let unknown =
+        agents.configure(Actor::Platform, client.id, AgentName::parse("nope").unwrap(), "missing", &ctx()).await;
+    assert!(unknown.unwrap_err().to_string().contains("diagnostics"), "the error lists what exists");
+    let agent = agents
+        .configure(Actor::Platform, client.id, AgentName::parse("diag").unwrap(), "diagnostics", &ctx())
+        .await
+        .unwrap();
+    let agent = agents.deploy(Actor::Platform, client.id, agent.id, &ctx()).await.unwrap();
+    let reconciler = Reconciler::new(agents.clone(), Policy::default());
+    wait_until("healthy", Duration::from_secs(20), async || {
+        reconciler.pass().await.unwrap();
+        agents::get(&s.t.db, client.id, agent.id).await.unwrap().status == AgentStatus::Running
+    })
+    .await;
+    let name = hardening::names(client.id, agent.id).container;
+    let endpoint = deployclaw::runtime::connect(None).await.unwrap().endpoint().to_string();
+    let docker =
+        bollard::Docker::connect_with_unix(endpoint.trim_start_matches("unix://"), 30, bollard::API_DEFAULT_VERSION)
+            .unwrap();
+    let inspected = docker.inspect_container(&name, None).await.unwrap();
+    let host = inspected.host_config.unwrap();
+    assert_eq!(host.memory, Some(48 * 1024 * 1024), "the template's memory");
+    assert_eq!(host.readonly_rootfs, Some(true), "locked down the same way");
+    let mounts = inspected.mounts.unwrap_or_default();
+    assert!(mounts.iter().any(|m| m.destination.as_deref() == Some("/var/lib/agent")), "{mounts:?}");
+    agents.remove(Actor::Platform, client.id, agent.id, &ctx()).await.unwrap();
     s.t.cleanup().await;
 }

@@ -30,7 +30,8 @@ async fn runtime() -> DockerRuntime {
 }
 
 fn test_agent() -> &'static Template {
-    hardening::template("test-agent").unwrap()
+    static TEST_AGENT: std::sync::OnceLock<Template> = std::sync::OnceLock::new();
+    TEST_AGENT.get_or_init(|| hardening::template("test-agent").unwrap())
 }
 
 /// A fresh subnet: spread by process id so leftovers of an earlier run do not collide.
@@ -377,7 +378,7 @@ async fn node_inside(docker: &bollard::Docker, container: &str, script: &str) ->
 #[tokio::test]
 async fn an_openclaw_container_is_locked_down_the_same_way() {
     let rt = runtime().await;
-    let d = start(&rt, hardening::template("openclaw").unwrap(), 1000).await;
+    let d = start(&rt, &hardening::template("openclaw").unwrap(), 1000).await;
     let docker = bollard::Docker::connect_with_unix(
         rt.endpoint().trim_start_matches("unix://"),
         30,

@@ -86,6 +86,37 @@ pub async fn list_agents() -> Result<Vec<AgentRow>, AppError> {
     .await
 }
 
+/// A template an agent can be deployed from, as the deploy form offers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateOption {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub memory_mib: u64,
+}
+
+/// The templates of this installation: the built-in ones and the operator's.
+#[server(prefix = "/api/fn", endpoint = "list_templates")]
+pub async fn list_templates() -> Result<Vec<TemplateOption>, AppError> {
+    respond(async {
+        let caller = Caller::current().await?;
+        caller.require(Access::SignedIn).await?;
+        Ok(caller
+            .platform
+            .agents()
+            .templates()
+            .iter()
+            .map(|t| TemplateOption {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                image: t.image.clone(),
+                memory_mib: t.default_memory_bytes / 1_048_576,
+            })
+            .collect())
+    })
+    .await
+}
+
 /// Configures a new agent (owner or admin; fresh second factor). It is deployed separately.
 #[server(prefix = "/api/fn", endpoint = "create_agent")]
 pub async fn create_agent(name: String, template: String) -> Result<AgentRow, AppError> {
@@ -158,7 +189,7 @@ pub async fn update_agent_settings(
         let id = parse_agent_id(&agent_id)?;
         let agents = caller.platform.agents();
         let agent = agents.get(user.client_id, id).await?;
-        let template = deployclaw::runtime::hardening::template(&agent.template).ok_or(AppError::NotFound)?;
+        let template = agents.template_of(&agent)?;
         let settings = AgentSettings::parse_form(template, &memory_mib, &cpu_millis, &environment)?;
         let actor = deployclaw::audit::Actor::User(user.id);
         Ok(AgentRow::from(agents.update_settings(actor, user.client_id, id, settings, &caller.ctx).await?))
@@ -305,7 +336,7 @@ pub async fn agent_detail(agent_id: String) -> Result<AgentPage, AppError> {
                 pids: m.pids,
             })
             .collect();
-        let template = deployclaw::runtime::hardening::template(&agent.template).ok_or(AppError::NotFound)?;
+        let template = agents.template_of(&agent)?;
         let stored = deployclaw::agents::AgentSettings::from_config(&agent.config)?;
         let settings = SettingsView {
             memory_mib: stored.memory_mib.map(|m| m.to_string()).unwrap_or_default(),

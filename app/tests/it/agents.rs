@@ -207,3 +207,18 @@ async fn permissions_are_validated_stored_and_shown_back() {
     assert!(html.contains("Model calls today (UTC)") && html.contains("3.125 of 12.50 USD"), "the spend card");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_deploy_form_offers_the_installations_templates() {
+    let app = TestApp::spawn().await;
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let b = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    let list: Vec<serde_json::Value> = app.call("list_templates", Some(&b.cookie), &[]).await.json().await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["openclaw", "test-agent"]);
+    assert_eq!(list[0]["memory_mib"], 1024, "OpenClaw needs about 1 GiB");
+    assert_eq!(app.call("list_templates", None, &[]).await.status(), 401, "signed-in users only");
+    let html = app.get_as("/dashboard/agents", &b.cookie).await.text().await.unwrap();
+    assert!(html.contains(r#"value="test-agent""#) && html.contains("OpenClaw gateway (1024 MiB)"), "the select");
+    app.stop().await;
+}

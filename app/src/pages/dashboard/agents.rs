@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::agents::{list_agents, AgentRow, CreateAgent, DeleteAgent, DeployAgent, StopAgent};
+use crate::api::agents::{list_agents, list_templates, AgentRow, CreateAgent, DeleteAgent, DeployAgent, StopAgent};
 use crate::api::AppError;
 use crate::components::{reset_on_success, ConfirmTwoFactor, EmptyState, ErrorNotice, PageHeader};
 
@@ -30,6 +30,7 @@ pub fn status_label(a: &AgentRow) -> &'static str {
 #[component]
 pub fn AgentsPage() -> impl IntoView {
     let create = ServerAction::<CreateAgent>::new();
+    let templates = Resource::new(|| (), |_| list_templates());
     let create_form = NodeRef::new();
     reset_on_success(create, create_form);
     let delete = ServerAction::<DeleteAgent>::new();
@@ -86,13 +87,39 @@ pub fn AgentsPage() -> impl IntoView {
                 <label for="agent-name">"Name"</label>
                 <input id="agent-name" name="name" required maxlength="63" pattern="[a-z][a-z0-9\\-]*" placeholder="support-bot" />
                 <label for="agent-template">"Template"</label>
-                <select id="agent-template" name="template">
-                    <option value="openclaw" selected=true>"OpenClaw gateway"</option>
-                    <option value="test-agent">"Test agent (diagnostics)"</option>
-                </select>
+                <Suspense fallback=|| {
+                    view! {
+                        <select id="agent-template" name="template" disabled=true>
+                            <option>"Loading templates…"</option>
+                        </select>
+                    }
+                }>
+                    {move || {
+                        templates
+                            .get()
+                            .map(|list| {
+                                let options = list
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .map(|t| {
+                                        let label = format!("{} ({} MiB)", t.name, t.memory_mib);
+                                        let selected = t.id == "openclaw";
+                                        view! { <option value=t.id title=t.image selected=selected>{label}</option> }
+                                    })
+                                    .collect_view();
+                                view! {
+                                    <select id="agent-template" name="template" aria-describedby="agent-template-help">
+                                        {options}
+                                    </select>
+                                }
+                            })
+                    }}
+                </Suspense>
                 <button type="submit" data-testid="create-agent" disabled=move || create.pending().get()>"Create agent"</button>
             </ActionForm>
-            <p class="muted">"Names use a-z, 0-9 and '-' and start with a letter. Creating and deleting agents needs a recent authenticator check."</p>
+            <p class="muted" id="agent-template-help">
+                "Names use a-z, 0-9 and '-' and start with a letter. Templates are the images this installation offers (operators add their own under [[runtime.templates]]). Creating and deleting agents needs a recent authenticator check."
+            </p>
         </section>
         <Suspense fallback=|| view! { <p class="muted">"Loading agents…"</p> }>
             {move || {
