@@ -61,6 +61,18 @@ pub struct Agents {
     gateway: Arc<std::sync::OnceLock<EgressProxy>>,
     /// What agents can be deployed from: the built-in templates and the operator's.
     templates: Arc<hardening::Templates>,
+    /// The last reconciler pass (operator console).
+    reconciled: Arc<std::sync::Mutex<Option<ReconcilerStatus>>>,
+}
+
+/// The outcome of the last reconciler pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcilerStatus {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `None` when the pass succeeded.
+    pub error: Option<String>,
+    /// Containers with our labels and no agent (never deleted automatically).
+    pub orphans: Vec<String>,
 }
 
 /// Samples kept per agent: 120 x 5 s = the last 10 minutes.
@@ -83,7 +95,16 @@ impl std::fmt::Debug for Agents {
 
 impl Agents {
     pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
-        Self { db, vault, runtime, pool, metrics: Arc::default(), gateway: Arc::default(), templates: Arc::default() }
+        Self {
+            db,
+            vault,
+            runtime,
+            pool,
+            metrics: Arc::default(),
+            gateway: Arc::default(),
+            templates: Arc::default(),
+            reconciled: Arc::default(),
+        }
     }
 
     /// The same service deploying from `templates` (the built-in ones and the operator's, from configuration).
@@ -282,6 +303,13 @@ impl Agents {
     ) -> Result<Agent, AgentError> {
         let runtime = self.runtime_or_err()?.clone();
         let agent = agents::get(&self.db, client_id, id).await?;
+        let client = crate::db::clients::get(&self.db, client_id).await?;
+        if client.status == crate::db::clients::ClientStatus::Suspended {
+            return Err(DbError::Invalid(
+                "this account is suspended by the operators: agents cannot be started until it is lifted".into(),
+            )
+            .into());
+        }
         let template = self.template_of(&agent)?;
         let subnet = self.subnet_for(client_id, id).await?;
         self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
@@ -383,6 +411,50 @@ impl Agents {
         )
         .await?;
         Ok(())
+    }
+
+    /// Replaces a deployed agent's container with a new one from its template's image (a clean root
+    /// filesystem; the same network and state volume, fresh credentials and token), whatever state it was
+    /// in: the operator's remedy for a container that is suspect. Audited `agent.rebuilt`.
+    pub async fn rebuild(
+        &self,
+        actor: Actor,
+        client_id: ClientId,
+        id: AgentId,
+        ctx: &RequestContext,
+    ) -> Result<Agent, AgentError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        if agent.status == AgentStatus::Deleting {
+            return Err(DbError::Invalid("this agent is being deleted".into()).into());
+        }
+        if agent.network_block.is_none() {
+            return Err(
+                DbError::Invalid("this agent was never deployed: there is no container to rebuild".into()).into()
+            );
+        }
+        if matches!(agent.status, AgentStatus::Stopped | AgentStatus::Stopping) {
+            // Rebuilding must not start what its owner (or a suspension) stopped.
+            return Err(DbError::Invalid(
+                "this agent is stopped: its next start creates a fresh container from the image anyway".into(),
+            )
+            .into());
+        }
+        self.recreate(&agent).await?;
+        let fresh = agents::get(&self.db, client_id, id).await?;
+        let reason = "rebuilt from a clean image by an operator; waiting for its health check";
+        let rebuilt = self.transition(&fresh, AgentStatus::Starting, Some(reason)).await?;
+        self.record(actor, &agent, "agent.rebuilt", Some(ctx), json!({ "image": self.template_of(&agent)?.image }))
+            .await?;
+        Ok(rebuilt)
+    }
+
+    /// What the last reconciler pass saw, for the operator console.
+    pub fn reconciler_status(&self) -> Option<ReconcilerStatus> {
+        self.reconciled.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn note_reconciled(&self, status: ReconcilerStatus) {
+        *self.reconciled.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
 
     /// Moves a known agent to `status` with `reason`, keeping its container and token.

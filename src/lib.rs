@@ -5,6 +5,7 @@
 //! the web app in `app/` calls into it through one cheap-to-clone [`Platform`] handle.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod config;

@@ -91,6 +91,21 @@ impl Mailer {
         Ok(Self { from, sender })
     }
 
+    /// Whether mail can go out now: an SMTP server that answers (a connection and `NOOP`, bounded by the
+    /// transport's timeout), or an outbox folder. Says which, never the server's URL or credentials.
+    pub async fn check(&self) -> Result<String, MailError> {
+        match &self.sender {
+            Sender::Smtp(transport) => match transport.test_connection().await {
+                Ok(true) => Ok("SMTP server answering".into()),
+                Ok(false) => Err(MailError::Smtp("the server did not accept a connection".into())),
+                Err(e) => Err(MailError::Smtp(describe_smtp_error(&e))),
+            },
+            Sender::Outbox(dir) => {
+                Ok(format!("writing to the local outbox {} (no SMTP server configured)", dir.display()))
+            }
+        }
+    }
+
     /// Sends `email` (or writes it to the outbox).
     pub async fn send(&self, email: OutgoingEmail) -> Result<(), MailError> {
         let to: Mailbox =
@@ -239,6 +254,19 @@ pub fn budget_alert_email(
             "Your DeployClaw agent \"{agent}\" has spent {spent_usd} USD on model calls today (UTC), {percent} % of\n\
              its daily cap of {cap_usd} USD.\n\n{consequence}\n\n\
              If you did not expect this, open the agent's Audit view to see its recent model calls.\n"
+        ),
+    }
+}
+
+/// Sent to a client's owners when an operator suspends the account.
+pub fn suspended_email(to: &EmailAddress, client: &str, reason: &str) -> OutgoingEmail {
+    OutgoingEmail {
+        to: to.clone(),
+        subject: "Your DeployClaw account has been suspended".into(),
+        body: format!(
+            "The operators of this DeployClaw installation have suspended the account \"{client}\":\n\n    {reason}\n\n\
+             Your agents have been stopped (not deleted: their state and credentials are kept) and signing in is\n\
+             blocked until the suspension is lifted. Reply to your operator's support contact to resolve it.\n"
         ),
     }
 }

@@ -35,6 +35,7 @@ struct Inner {
     team: Team,
     sessions: DbSessionStore,
     agents: Agents,
+    admin: crate::admin::Admin,
     started: Instant,
 }
 
@@ -144,8 +145,20 @@ impl Platform {
         let vault = Vault::new(db.clone(), keyring);
         let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool)
             .with_templates(config.runtime.templates.clone());
-        let inner =
-            Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, agents, started: Instant::now() };
+        let admin = crate::admin::Admin::new(db.clone(), agents.clone(), sessions.clone(), mailer.clone());
+        let inner = Inner {
+            config,
+            db,
+            vault,
+            mailer,
+            sign_in,
+            two_factor,
+            team,
+            sessions,
+            agents,
+            admin,
+            started: Instant::now(),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -167,6 +180,11 @@ impl Platform {
     /// Agents: configure, list, remove.
     pub fn agents(&self) -> &Agents {
         &self.inner.agents
+    }
+
+    /// The operator console's rules.
+    pub fn admin(&self) -> &crate::admin::Admin {
+        &self.inner.admin
     }
 
     /// The session store (also handed to the web layer's session middleware).

@@ -6,8 +6,8 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::pages::dashboard::{
-    AdminPage, AgentDetailPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout, OverviewPage,
-    SettingsPage,
+    AdminClientPage, AdminPage, AgentDetailPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout,
+    OverviewPage, SettingsPage,
 };
 use crate::pages::sign_in::{EnrollPage, SignInPage, SignUpPage, VerifyPage};
 use crate::pages::{LandingPage, NotFoundPage};
@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("billing") view=BillingPage />
                     <Route path=path!("settings") view=SettingsPage />
                     <Route path=path!("admin") view=AdminPage />
+                    <Route path=path!("admin/clients/:id") view=AdminClientPage />
                 </ParentRoute>
             </Routes>
         </Router>

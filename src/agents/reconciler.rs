@@ -86,7 +86,12 @@ impl Reconciler {
             match self.pass().await {
                 Ok(report) if report != Report::default() => tracing::info!(?report, "reconciler acted"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reconciler pass failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciler pass failed");
+                    let orphans = self.agents.reconciler_status().map(|s| s.orphans).unwrap_or_default();
+                    let at = crate::db::now();
+                    self.agents.note_reconciled(super::ReconcilerStatus { at, error: Some(e.to_string()), orphans });
+                }
             }
         }
     }
@@ -146,6 +151,8 @@ impl Reconciler {
                 report.orphans.push(c.name);
             }
         }
+        let status = super::ReconcilerStatus { at: crate::db::now(), error: None, orphans: report.orphans.clone() };
+        self.agents.note_reconciled(status);
         Ok(report)
     }
 

@@ -136,3 +136,45 @@ pub async fn list_all_for_operators(db: &Db, limit: u32) -> Result<Vec<(Client, 
     let rows: Vec<Row> = on_pool!(db, |p| sqlx::query_as::<_, Row>(&sql).bind(limit).fetch_all(p).await?);
     Ok(rows.into_iter().map(|r| (r.client, r.users)).collect())
 }
+
+/// Every client with its user count, agent count, running agent count and today's model spend: for platform
+/// operators only (the caller is checked to be an operator before this is called).
+pub async fn overview_for_operators(db: &Db, limit: u32) -> Result<Vec<Overview>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, \
+         (SELECT COUNT(*) FROM users u WHERE u.client_id = clients.id) AS users, \
+         (SELECT COUNT(*) FROM agents a WHERE a.client_id = clients.id) AS agents, \
+         (SELECT COUNT(*) FROM agents a WHERE a.client_id = clients.id AND a.status IN ('running', 'starting', 'provisioning')) AS running, \
+         (SELECT CAST(COALESCE(SUM(s.spent_micro_usd), 0) AS BIGINT) FROM agent_spend s WHERE s.client_id = clients.id AND s.day = $2) AS spent_today \
+         FROM clients ORDER BY created_at DESC LIMIT $1"
+    );
+    let limit = i64::from(limit.clamp(1, 1000));
+    let today = chrono::Utc::now().date_naive();
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Overview>(&sql).bind(limit).bind(today).fetch_all(p).await?))
+}
+
+/// One client in the operators' list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Overview {
+    #[sqlx(flatten)]
+    pub client: Client,
+    pub users: i64,
+    pub agents: i64,
+    pub running: i64,
+    pub spent_today: i64,
+}
+
+/// Sets a client's status and the reason the customer is shown (`None` clears it). `NotFound` for an
+/// unknown client.
+pub async fn set_status(db: &Db, id: ClientId, status: ClientStatus, reason: Option<&str>) -> Result<Client, DbError> {
+    let sql = format!(
+        "UPDATE clients SET status = $1, suspended_reason = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, Client>(&sql)
+        .bind(status)
+        .bind(reason)
+        .bind(super::now())
+        .bind(id)
+        .fetch_one(p)
+        .await?))
+}

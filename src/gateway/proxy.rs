@@ -172,6 +172,11 @@ impl EgressProxy {
         Ok(bound)
     }
 
+    /// How many agents the proxy listens for.
+    pub fn listener_count(&self) -> usize {
+        self.lock_listeners().len()
+    }
+
     /// Where the agent's listener is, if any.
     pub fn listening(&self, agent: AgentId) -> Option<SocketAddr> {
         self.lock_listeners().get(&agent).map(|l| l.addr)

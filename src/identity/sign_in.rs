@@ -34,6 +34,9 @@ pub enum SignInError {
     Rejected,
     #[error("we could not send the email right now; please try again in a few minutes")]
     Mail(#[from] MailError),
+    /// The code was right, but the account is suspended by the operators; the reason is theirs to give.
+    #[error("this account has been suspended by the operators of this DeployClaw installation: {0}")]
+    Suspended(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -137,6 +140,16 @@ impl SignIn {
         match self.codes.verify(email, code, now).await {
             Ok(()) => {
                 self.record(client, actor, "auth.code_verified", email, ctx).await?;
+                // Only someone who proved they hold the address learns that its account is suspended.
+                if let Some(u) = &user {
+                    let c = crate::db::clients::get(&self.db, u.client_id).await?;
+                    if c.status == crate::db::clients::ClientStatus::Suspended {
+                        self.record(client, actor, "auth.sign_in_refused_suspended", email, ctx).await?;
+                        return Err(SignInError::Suspended(
+                            c.suspended_reason.unwrap_or_else(|| "no reason given".into()),
+                        ));
+                    }
+                }
                 Ok(match user {
                     Some(u) => CodeOutcome::ExistingUser(u),
                     None => CodeOutcome::NewAccount(VerifiedEmail(email.clone())),

@@ -69,6 +69,10 @@ mod convert {
                     )
                 }
                 SignInError::Db(e) => e.into(),
+                SignInError::Suspended(reason) => AppError::Forbidden(format!(
+                    "This account has been suspended by the operators of this DeployClaw installation: {reason} \
+                     Your agents are stopped, not deleted. Contact your operator's support to lift the suspension."
+                )),
             }
         }
     }

@@ -11,7 +11,7 @@ mod overview;
 mod sections;
 mod settings;
 
-pub use admin::AdminPage;
+pub use admin::{AdminClientPage, AdminPage};
 pub use agent_detail::AgentDetailPage;
 pub use agents::AgentsPage;
 pub use audit::AuditPage;

@@ -6,7 +6,7 @@ use deployclaw::db::users::Role;
 use crate::support::{session_cookie, TestApp};
 
 /// The newest sign-in code in the outbox for `to`.
-fn mailed_code(app: &TestApp, to: &str) -> String {
+pub(crate) fn mailed_code(app: &TestApp, to: &str) -> String {
     let dir = app.platform.config().data_dir.join("outbox");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();

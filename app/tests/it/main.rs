@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod agents;
 mod audit_export;
 mod audit_settings;
