@@ -11,9 +11,11 @@ import {
 } from "./helpers";
 import { operatorEmail } from "../playwright.config";
 
-// One customer's life, in order: sign up, use the dashboard, sign out, sign in again; then an operator; then
-// the lockout. Serial, because sign-in codes and failures are throttled per IP (5 per 15 minutes) and every
-// test here comes from 127.0.0.1: this file sends 4 codes in all and makes its 5 failures last.
+// One customer's life, in order: sign up, use the dashboard, sign out; an operator signs in, suspends the
+// customer (who is told why at sign-in) and lifts it; the customer signs in again and finds the operator's
+// actions in their audit trail; then the lockout. Serial, because sign-in codes and failures are throttled
+// per IP (5 per 15 minutes) and every test here comes from 127.0.0.1: this file sends exactly 5 codes and
+// makes its 5 failures last.
 test.describe.configure({ mode: "serial" });
 
 const run = Date.now().toString(36);
@@ -315,8 +317,7 @@ test("a real OpenClaw gateway deploys, becomes healthy, restarts and is deleted"
   expect(problems).toEqual([]);
 });
 
-test("the customer signs out, and signs in again with a code and TOTP", async ({ page }) => {
-  test.setTimeout(90_000);
+test("the customer signs out, and the old session is gone", async ({ page }) => {
   await signedInPage(page);
   await page.goto("/dashboard");
   await waitForHydration(page);
@@ -324,17 +325,9 @@ test("the customer signs out, and signs in again with a code and TOTP", async ({
   await expect(page).toHaveURL(/\/sign-in$/);
   const back = await page.goto("/dashboard");
   expect(back?.url(), "the old session is gone").toMatch(/\/sign-in$/);
-
-  await enterEmailAndCode(page, customer);
-  await expect(page).toHaveURL(/\/sign-in\/verify$/);
-  await waitForHydration(page);
-  // The server accepts each 30-second step once: the enrolment used one, so wait for the next.
-  lastStep = await nextTotpStep(lastStep);
-  await page.getByRole("textbox", { name: "Authenticator code" }).fill(totpCode(secret, lastStep));
-  await page.getByTestId("verify-totp").click();
-  await expect(page).toHaveURL(/\/dashboard$/);
-  await expect(page.getByTestId("whoami")).toContainText(customer);
 });
+
+let operatorCookies: Awaited<ReturnType<ReturnType<Page["context"]>["cookies"]>> = [];
 
 test("an operator created from the command line signs in and sees every client", async ({ page }) => {
   test.setTimeout(90_000);
@@ -347,7 +340,61 @@ test("an operator created from the command line signs in and sees every client",
   await nav.getByRole("link", { name: /^Admin/ }).click();
   await expect(page.getByRole("heading", { level: 1 })).toHaveText("Admin");
   await expect(page.getByTestId("clients")).toContainText(company);
+  await expect(page.getByTestId("platform-health")).toContainText("database");
   await screenshot(page, "admin-clients");
+  operatorCookies = await page.context().cookies();
+});
+
+test("an operator suspends the customer, who is told why at sign-in, then lifts it", async ({ page, browser }) => {
+  test.setTimeout(90_000);
+  const problems = watchConsole(page);
+  await page.context().addCookies(operatorCookies);
+  await page.goto("/dashboard/admin");
+  await waitForHydration(page);
+  await page.getByTestId("clients").getByRole("link", { name: company }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText(company);
+  await expect(page.getByTestId("client-agents")).toBeVisible();
+  const reason = `Unpaid invoices (${run}); write to billing@deployclaw.example`;
+  await page.getByLabel("Reason (shown to the customer)").fill(reason);
+  await page.getByTestId("suspend").click();
+  await expect(page.getByTestId("client-status")).toContainText("suspended");
+  await expect(page.getByTestId("client-status")).toContainText(reason);
+  await expect(page.getByTestId("client-audit")).toContainText("admin.client_suspended");
+  await screenshot(page, "admin-suspended");
+
+  // The customer, in their own browser: signing in stops after the code, with the reason.
+  const customerContext = await browser.newContext();
+  const customerPage = await customerContext.newPage();
+  await enterEmailAndCode(customerPage, customer);
+  await expect(customerPage.getByTestId("error")).toContainText("suspended");
+  await expect(customerPage.getByTestId("error")).toContainText(reason);
+  await expect(customerPage).toHaveURL(/\/sign-in$/);
+  await screenshot(customerPage, "sign-in-suspended");
+  await customerContext.close();
+
+  await page.getByTestId("unsuspend").click();
+  await expect(page.getByTestId("suspend-form")).toBeVisible();
+  expect(problems).toEqual([]);
+});
+
+test("the customer signs in again with a code and TOTP and sees the operator's actions in the audit trail", async ({ page }) => {
+  test.setTimeout(90_000);
+  await enterEmailAndCode(page, customer);
+  await expect(page).toHaveURL(/\/sign-in\/verify$/);
+  await waitForHydration(page);
+  // The server accepts each 30-second step once: the enrolment used one, so wait for the next.
+  lastStep = await nextTotpStep(lastStep);
+  await page.getByRole("textbox", { name: "Authenticator code" }).fill(totpCode(secret, lastStep));
+  await page.getByTestId("verify-totp").click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await expect(page.getByTestId("whoami")).toContainText(customer);
+  await page.goto("/dashboard/audit");
+  await waitForHydration(page);
+  const operatorRows = page.getByTestId("audit-row").filter({ hasText: "DeployClaw operator" });
+  await expect(operatorRows.filter({ hasText: "admin.client_suspended" }).first()).toBeVisible();
+  await expect(operatorRows.filter({ hasText: "admin.client_unsuspended" }).first()).toBeVisible();
+  await expect(operatorRows.filter({ hasText: "admin.client_viewed" }).first()).toBeVisible();
+  await screenshot(page, "audit-operator-actions");
 });
 
 test("five wrong codes lock sign-in for 15 minutes without saying which factor failed", async ({ page }) => {
