@@ -134,6 +134,15 @@ fn signed_in_ok(who: Who) -> u16 {
     }
 }
 
+/// The operator console: platform admins only; everyone else, anonymous included, is told it does not exist.
+fn operators_only(who: Who) -> u16 {
+    if who == PlatformAdmin {
+        200
+    } else {
+        404
+    }
+}
+
 fn table() -> Vec<Row> {
     vec![
         // Re-confirming the second factor: signed-in users only (a wrong code here).
@@ -172,6 +181,7 @@ fn table() -> Vec<Row> {
         Row { endpoint: "list_sessions", args: none, expect: signed_in_ok },
         Row { endpoint: "list_team", args: none, expect: signed_in_ok },
         Row { endpoint: "list_agents", args: none, expect: signed_in_ok },
+        Row { endpoint: "list_templates", args: none, expect: signed_in_ok },
         Row {
             endpoint: "agent_detail",
             args: |w, _| vec![("agent_id".into(), w.agent.clone())],
@@ -387,14 +397,20 @@ fn table() -> Vec<Row> {
                 Owner => 200,
             },
         },
+        Row { endpoint: "admin_list_clients", args: none, expect: operators_only },
+        Row { endpoint: "admin_health", args: none, expect: operators_only },
         Row {
-            endpoint: "admin_list_clients",
-            args: none,
-            expect: |who| match who {
-                Anonymous => 401,
-                PlatformAdmin => 200,
-                _ => 404,
+            endpoint: "admin_client",
+            args: |w, _| vec![("client_id".into(), w.other_owner.user.client_id.to_string())],
+            expect: operators_only,
+        },
+        Row {
+            endpoint: "admin_rebuild_agent",
+            args: |w, _| {
+                vec![("client_id".into(), w.owner.user.client_id.to_string()), ("agent_id".into(), w.agent.clone())]
             },
+            // The agent was stopped by an earlier row: the operator is told its next start is a fresh container.
+            expect: |who| if who == PlatformAdmin { 400 } else { 404 },
         },
         // After every other row: it signs the member out.
         Row {
@@ -406,6 +422,22 @@ fn table() -> Vec<Row> {
                 OtherOwner => 404,
                 Owner => 200,
             },
+        },
+        // Near the end: suspending the other client ends its owner's session (lifted right after).
+        Row {
+            endpoint: "admin_suspend_client",
+            args: |w, _| {
+                vec![
+                    ("client_id".into(), w.other_owner.user.client_id.to_string()),
+                    ("reason".into(), "authorization table".into()),
+                ]
+            },
+            expect: operators_only,
+        },
+        Row {
+            endpoint: "admin_unsuspend_client",
+            args: |w, _| vec![("client_id".into(), w.other_owner.user.client_id.to_string())],
+            expect: operators_only,
         },
         Row { endpoint: "sign_out", args: none, expect: |_| 200 },
         Row { endpoint: "sign_out_everywhere", args: none, expect: signed_in_ok },
