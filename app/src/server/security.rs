@@ -59,6 +59,7 @@ pub fn render_source(path: &str, text: &str, highlight: Option<(usize, usize)>) 
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"color-scheme\" content=\"dark light\">\
          <title>{path_html} · DeployClaw source</title>\
+         <link rel=\"icon\" type=\"image/svg+xml\" href=\"/favicon.svg\">\
          <link rel=\"stylesheet\" href=\"/pkg/deployclaw.css\"></head>\n<body class=\"source-view\">\
          <a class=\"skip-link\" href=\"#source\">Skip to the code</a>\
          <header class=\"site-header\"><a href=\"/security\">&larr; Security and threat model</a></header>\

@@ -61,7 +61,10 @@ async fn security_page_renders_its_sections_and_the_constants_current_values() {
         assert!(html.contains(heading), "missing section {heading:?}");
     }
     // The diagram is an accessible image with a title and a description.
-    assert!(html.contains("role=\"img\"") && html.contains("aria-labelledby=\"trust-title trust-desc\""));
+    assert!(
+        html.contains("role=\"img\"")
+            && html.contains("aria-labelledby=\"trust-title\" aria-describedby=\"trust-desc\"")
+    );
     assert!(html.contains("<title id=\"trust-title\">") && html.contains("<desc id=\"trust-desc\">"));
     for p in PRIMITIVES {
         assert!(html.contains(&format!("id=\"{}\"", p.id)) && html.contains(p.title), "primitive {}", p.id);
