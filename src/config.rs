@@ -58,6 +58,7 @@ pub struct Config {
     pub log: LogConfig,
     pub siem: SiemConfig,
     pub gateway: GatewayConfig,
+    pub security: SecurityConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
 }
@@ -255,6 +256,8 @@ struct RawConfig {
     siem: RawSiem,
     #[serde(default)]
     gateway: RawGateway,
+    #[serde(default)]
+    security: RawSecurity,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,9 +285,9 @@ impl Default for RawGateway {
     fn default() -> Self {
         Self {
             test_upstreams: Vec::new(),
-            connect_timeout_secs: 10,
-            idle_timeout_secs: 300,
-            max_connections_per_agent: 64,
+            connect_timeout_secs: DEFAULT_GATEWAY_CONNECT_TIMEOUT.as_secs(),
+            idle_timeout_secs: DEFAULT_GATEWAY_IDLE_TIMEOUT.as_secs(),
+            max_connections_per_agent: DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
             openai_base_url: "https://api.openai.com".into(),
             anthropic_base_url: "https://api.anthropic.com".into(),
             llm_answer_timeout_secs: 120,
@@ -390,17 +393,18 @@ impl Default for RawConfig {
             },
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
-            auth: RawAuth { code_ttl_minutes: 10 },
+            auth: RawAuth { code_ttl_minutes: crate::identity::codes::DEFAULT_TTL.as_secs() / 60 },
             runtime: RawRuntime { docker_host: None, network_pool: "10.213.0.0/16".into(), templates: Vec::new() },
             audit: RawAudit {
                 retention_days: 90,
                 max_retention_days: 3650,
-                checkpoint_interval_secs: 300,
+                checkpoint_interval_secs: DEFAULT_CHECKPOINT_INTERVAL.as_secs(),
                 retention_interval_secs: 86_400,
             },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
             siem: RawSiem::default(),
             gateway: RawGateway::default(),
+            security: RawSecurity::default(),
         }
     }
 }
@@ -597,7 +601,9 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         },
     };
 
-    if !(1..=15).contains(&raw.auth.code_ttl_minutes) {
+    let ttl_minutes = |d: Duration| d.as_secs() / 60;
+    let (min_ttl, max_ttl) = (crate::identity::codes::MIN_TTL, crate::identity::codes::MAX_TTL);
+    if !(ttl_minutes(min_ttl)..=ttl_minutes(max_ttl)).contains(&raw.auth.code_ttl_minutes) {
         return Err(ConfigError::invalid(
             "auth.code_ttl_minutes",
             "must be between 1 and 15 minutes (10 is recommended)",
@@ -626,6 +632,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
 
     let audit = validate_audit(&raw.audit)?;
     let gateway = validate_gateway(&raw.gateway)?;
+    let security = validate_security(&raw.security, &public_url)?;
 
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));
@@ -652,6 +659,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
         gateway,
+        security,
         sources,
     })
 }
@@ -745,6 +753,47 @@ fn validate_audit(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
         checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_secs),
         retention_interval: Duration::from_secs(raw.retention_interval_secs),
     })
+}
+
+/// Default upstream connect timeout of the egress gateway (`gateway.connect_timeout_secs`).
+pub const DEFAULT_GATEWAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle timeout of an egress tunnel (`gateway.idle_timeout_secs`).
+pub const DEFAULT_GATEWAY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default cap on open egress connections per agent (`gateway.max_connections_per_agent`).
+pub const DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT: usize = 64;
+/// Default interval between signed audit checkpoints (`audit.checkpoint_interval_secs`).
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// What the public security page and `/.well-known/security.txt` publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Where vulnerability reports go (RFC 9116 `Contact:`): a `mailto:`, `https:` or `tel:` URI.
+    /// Default: `mailto:security@<public host>`.
+    pub contact: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    #[serde(default)]
+    contact: Option<String>,
+}
+
+fn validate_security(raw: &RawSecurity, public_url: &Url) -> Result<SecurityConfig, ConfigError> {
+    let contact = match &raw.contact {
+        None => format!("mailto:security@{}", public_url.host_str().unwrap_or("localhost")),
+        Some(text) => {
+            let text = text.trim();
+            let url = Url::parse(text).map_err(|_| {
+                ConfigError::invalid("security.contact", "must be a URI such as mailto:security@example.com")
+            })?;
+            if !matches!(url.scheme(), "mailto" | "https" | "tel") || text.chars().any(char::is_control) {
+                return Err(ConfigError::invalid("security.contact", "must be a mailto:, https: or tel: URI"));
+            }
+            text.to_string()
+        }
+    };
+    Ok(SecurityConfig { contact })
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -1082,5 +1131,18 @@ mod tests {
     fn wildcard_bind_gets_a_loopback_public_url_by_default() {
         let c = load(&[("DEPLOYCLAW_SERVER__ADDR", "0.0.0.0:8080")]).unwrap();
         assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn the_security_contact_defaults_to_the_public_host_and_must_be_a_uri() {
+        assert_eq!(load(&[]).unwrap().security.contact, "mailto:security@127.0.0.1");
+        let c = load(&[("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example.com")]).unwrap();
+        assert_eq!(c.security.contact, "mailto:security@deployclaw.example.com");
+        let c = load(&[("DEPLOYCLAW_SECURITY__CONTACT", "https://example.com/report")]).unwrap();
+        assert_eq!(c.security.contact, "https://example.com/report");
+        for bad in ["security@example.com", "ftp://example.com/x", "javascript:alert(1)"] {
+            let err = load(&[("DEPLOYCLAW_SECURITY__CONTACT", bad)]).unwrap_err().to_string();
+            assert!(err.contains("security.contact"), "{bad}: {err}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod caller;
 pub mod credentials;
 pub mod error;
+pub mod security;
 pub mod system;
 
 pub use error::AppError;

@@ -3,14 +3,14 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 use crate::pages::dashboard::{
     AdminClientPage, AdminPage, AgentDetailPage, AgentsPage, AuditPage, BillingPage, CredentialsPage, DashboardLayout,
     OverviewPage, SettingsPage,
 };
 use crate::pages::sign_in::{EnrollPage, SignInPage, SignUpPage, VerifyPage};
-use crate::pages::{LandingPage, NotFoundPage};
+use crate::pages::{LandingPage, NotFoundPage, SecurityPage};
 
 /// The HTML document rendered around the app on the server. The hydration scripts carry the per-request
 /// CSP nonce (provided by the server as context), so no inline script runs without it.
@@ -49,6 +49,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFoundPage>
                 <Route path=path!("/") view=LandingPage />
+                // Rendered whole on the server (its parameters resolved first), so the page is complete without WASM.
+                <Route path=path!("/security") view=SecurityPage ssr=SsrMode::Async />
                 <Route path=path!("/sign-in") view=SignInPage />
                 <Route path=path!("/sign-up") view=SignUpPage />
                 <Route path=path!("/sign-in/enroll") view=EnrollPage />

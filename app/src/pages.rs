@@ -3,7 +3,9 @@
 pub mod dashboard;
 mod landing;
 mod not_found;
+mod security;
 pub mod sign_in;
 
 pub use landing::LandingPage;
 pub use not_found::NotFoundPage;
+pub use security::{PublicHeader, SecurityPage};

@@ -6,6 +6,7 @@ pub mod audit_stream;
 mod cli;
 pub mod headers;
 pub mod router;
+pub mod security;
 pub mod session;
 pub mod telemetry;
 

@@ -38,6 +38,8 @@ use crate::net::is_public;
 
 /// Largest request head (request line and headers) read from an agent.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// How long an agent has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADERS: usize = 64;
 const COPY_BUFFER: usize = 16 * 1024;
 
@@ -66,10 +68,10 @@ impl Default for ProxySettings {
             port: crate::runtime::hardening::GATEWAY_PORT,
             test_upstreams: Vec::new(),
             static_hosts: BTreeMap::new(),
-            head_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            max_connections_per_agent: 64,
+            head_timeout: HEAD_TIMEOUT,
+            connect_timeout: crate::config::DEFAULT_GATEWAY_CONNECT_TIMEOUT,
+            idle_timeout: crate::config::DEFAULT_GATEWAY_IDLE_TIMEOUT,
+            max_connections_per_agent: crate::config::DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::vault::keyring::Keyring;
 
 /// Default validity (OWASP ASVS 5.0 6.5.5 caps out-of-band codes at 10 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
+/// The shortest validity configuration may choose.
+pub const MIN_TTL: Duration = Duration::from_secs(60);
 /// The longest validity configuration may choose.
 pub const MAX_TTL: Duration = Duration::from_secs(15 * 60);
 /// Tries per code; the fifth wrong one uses it up.

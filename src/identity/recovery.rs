@@ -16,6 +16,12 @@ use crate::db::{on_pool, ClientId, Db, DbError, UserId};
 /// Codes in a set.
 pub const RECOVERY_CODES: usize = 10;
 /// Letters used: no 0/O, 1/I/L, so a code read aloud or copied by hand survives.
+/// The argon2id cost of the stored hashes: the `argon2` crate's defaults, which `Argon2::default()` applies.
+pub const HASH_MEMORY_KIB: u32 = argon2::Params::DEFAULT_M_COST;
+/// argon2id passes over memory.
+pub const HASH_ITERATIONS: u32 = argon2::Params::DEFAULT_T_COST;
+/// argon2id lanes.
+pub const HASH_LANES: u32 = argon2::Params::DEFAULT_P_COST;
 const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 const CODE_CHARS: usize = 10;
 

@@ -37,6 +37,9 @@ const MIB: u64 = 1024 * 1024;
 /// The port of the egress proxy on every agent network's gateway address.
 pub const GATEWAY_PORT: u16 = 3128;
 
+/// Processes (and threads) an agent container may run at once.
+pub const PIDS_LIMIT: u32 = 256;
+
 /// The environment variable holding the agent's gateway token (set by `agents`).
 pub const TOKEN_ENV: &str = "DEPLOYCLAW_AGENT_TOKEN";
 
@@ -251,7 +254,7 @@ pub fn limits(template: &Template, memory_bytes: Option<u64>, cpus_milli: u32) -
     Limits {
         memory_bytes: memory_bytes.unwrap_or(template.default_memory_bytes),
         nano_cpus: u64::from(cpus_milli) * 1_000_000,
-        pids: 256,
+        pids: PIDS_LIMIT,
         nofile: 1024,
         nproc: 1024,
     }

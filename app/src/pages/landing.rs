@@ -55,6 +55,7 @@ pub fn LandingPage() -> impl IntoView {
             <Brand />
             <nav aria-label="Site">
                 <a href="#how-it-works">"How it works"</a>
+                <a href="/security">"Security"</a>
                 <a href="/dashboard" rel="external" class="button small">"Open dashboard"</a>
             </nav>
         </header>
@@ -106,7 +107,9 @@ pub fn LandingPage() -> impl IntoView {
             </section>
         </main>
         <footer class="site-footer">
-            <p>"DeployClaw · self-hostable · built in Rust"</p>
+            <p>
+                "DeployClaw · self-hostable · built in Rust · " <a href="/security">"Security and threat model"</a>
+            </p>
         </footer>
     }
 }

@@ -16,3 +16,4 @@ mod headers;
 mod health;
 mod logging;
 mod pages;
+mod security_page;
