@@ -70,6 +70,7 @@ pub fn parameters() -> Vec<Parameter> {
         DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_GATEWAY_CONNECT_TIMEOUT, DEFAULT_GATEWAY_IDLE_TIMEOUT,
         DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
     };
+    use deployclaw::gateway::llm::{spend::ALERT_PERCENTS, ADMISSION_TTL, KEY_CACHE_TTL, MAX_REQUEST_BYTES};
     use deployclaw::gateway::permissions::{
         RateLimit, MAX_DAILY_SPEND_MICRO_USD, MAX_DOMAINS, MAX_PER_DAY, MAX_PER_HOUR,
     };
@@ -104,6 +105,19 @@ pub fn parameters() -> Vec<Parameter> {
         ("egress", "Rate limit ceiling", format!("{MAX_PER_HOUR} per hour, {MAX_PER_DAY} per day")),
         ("egress", "Allowlist entries per agent", MAX_DOMAINS.to_string()),
         ("egress", "Highest daily spend cap", format!("{} USD", MAX_DAILY_SPEND_MICRO_USD / 1_000_000)),
+        (
+            "egress",
+            "Budget alerts",
+            ALERT_PERCENTS.iter().map(|p| format!("{p} %")).collect::<Vec<_>>().join(", ") + " of the daily cap",
+        ),
+        ("egress", "Largest model call", bytes(MAX_REQUEST_BYTES as u64)),
+        ("egress", "Cap and permission changes reach every server within", duration(ADMISSION_TTL)),
+        (
+            "credentials",
+            "Provider key kept in memory for further calls",
+            format!("at most {}", duration(KEY_CACHE_TTL)),
+        ),
+        ("isolation", "Host ports agents can reach", format!("{GATEWAY_PORT} (the gateway) only")),
         ("auth", "Sign-in code", format!("{} digits, single use", codes::CODE_DIGITS)),
         ("auth", "Code lifetime (default)", duration(codes::DEFAULT_TTL)),
         (

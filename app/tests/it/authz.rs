@@ -176,6 +176,8 @@ fn table() -> Vec<Row> {
             args: |_, _| vec![("code".into(), "AAAAA-AAAAA".into())],
             expect: |_| 401,
         },
+        // The public security page's data: everyone.
+        Row { endpoint: "security_facts", args: none, expect: |_| 200 },
         Row { endpoint: "me", args: none, expect: signed_in_ok },
         Row { endpoint: "platform_status", args: none, expect: signed_in_ok },
         Row { endpoint: "list_sessions", args: none, expect: signed_in_ok },
