@@ -57,6 +57,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub siem: SiemConfig,
+    /// Stripe billing and the plans (docs/billing.md); off unless a Stripe key is set.
+    pub billing: crate::billing::config::BillingConfig,
     pub gateway: GatewayConfig,
     /// Where each layer came from, for `check-config` and the startup log.
     pub sources: Vec<String>,
@@ -243,6 +245,8 @@ struct RawConfig {
     #[serde(default)]
     siem: RawSiem,
     #[serde(default)]
+    billing: crate::billing::config::RawBilling,
+    #[serde(default)]
     gateway: RawGateway,
 }
 
@@ -371,6 +375,7 @@ impl Default for RawConfig {
             },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
             siem: RawSiem::default(),
+            billing: Default::default(),
             gateway: RawGateway::default(),
         }
     }
@@ -587,6 +592,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     }
 
     let audit = validate_audit(&raw.audit)?;
+    let billing = crate::billing::config::validate(&raw.billing)?;
     let gateway = validate_gateway(&raw.gateway)?;
 
     if raw.log.filter.trim().is_empty() {
@@ -613,6 +619,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
+        billing,
         gateway,
         sources,
     })

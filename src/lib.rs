@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod email;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::agents::Agents;
+use crate::billing::Billing;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
@@ -35,6 +36,7 @@ struct Inner {
     team: Team,
     sessions: DbSessionStore,
     agents: Agents,
+    billing: Billing,
     started: Instant,
 }
 
@@ -142,9 +144,28 @@ impl Platform {
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
-        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool);
-        let inner =
-            Inner { config, db, vault, mailer, sign_in, two_factor, team, sessions, agents, started: Instant::now() };
+        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool)
+            .with_plans(config.billing.catalog.clone());
+        let billing = Billing::new(
+            db.clone(),
+            config.billing.clone(),
+            agents.clone(),
+            mailer.clone(),
+            config.server.public_url.clone(),
+        );
+        let inner = Inner {
+            config,
+            db,
+            vault,
+            mailer,
+            sign_in,
+            two_factor,
+            team,
+            sessions,
+            agents,
+            billing,
+            started: Instant::now(),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -166,6 +187,11 @@ impl Platform {
     /// Agents: configure, list, remove.
     pub fn agents(&self) -> &Agents {
         &self.inner.agents
+    }
+
+    /// Billing: plans and their limits, Checkout, the Stripe webhook, grace periods.
+    pub fn billing(&self) -> &Billing {
+        &self.inner.billing
     }
 
     /// The session store (also handed to the web layer's session middleware).

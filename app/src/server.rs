@@ -296,7 +296,7 @@ async fn audit_checkpoints(platform: Platform) {
 /// `audit.retention_interval`; the first run is at startup.
 async fn audit_retention(platform: Platform) {
     use deployclaw::audit::retention::{self, RetentionPolicy};
-    let policy = RetentionPolicy::from(&platform.config().audit);
+    let policy = RetentionPolicy::from(platform.config());
     let mut every = tokio::time::interval(platform.config().audit.retention_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
