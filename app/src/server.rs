@@ -3,6 +3,7 @@
 
 pub mod audit_export;
 pub mod audit_stream;
+pub mod billing_webhook;
 mod cli;
 pub mod headers;
 pub mod router;
@@ -240,6 +241,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // The audit trail: sign every chain head that moved, and delete what is past its retention period.
     let audit_checkpoints = tokio::spawn(audit_checkpoints(platform.clone()));
     let audit_retention = tokio::spawn(audit_retention(platform.clone()));
+    // Billing: clients whose grace period after a failed payment ended get their agents stopped.
+    let billing = platform.billing().enabled().then(|| tokio::spawn(platform.billing().clone().run()));
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -259,6 +262,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     audit_checkpoints.abort();
     audit_retention.abort();
     siem.abort();
+    if let Some(billing) = billing {
+        billing.abort();
+    }
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -87,6 +87,7 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
             get(super::audit_export::export_audit).head(|| async { StatusCode::METHOD_NOT_ALLOWED }),
         )
         .route(crate::api::audit::STREAM_PATH, get(super::audit_stream::stream_audit))
+        .route(super::billing_webhook::PATH, axum::routing::post(super::billing_webhook::receive))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
