@@ -87,6 +87,10 @@ http
       return html(res, `<h1>Billing portal (stand-in)</h1><a data-testid="return" href="${url.searchParams.get("return")}">Return</a>`);
     }
     if (url.pathname === "/health") return json(res, 200, { ok: true });
+    if (url.pathname === "/favicon.ico") {
+      res.writeHead(204);
+      return res.end();
+    }
     json(res, 404, { error: { message: "not found" } });
   })
   .listen(port, "127.0.0.1");

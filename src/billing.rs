@@ -222,8 +222,10 @@ impl Billing {
         Ok(store::set_customer(&self.db, client_id, &created.id).await?)
     }
 
+    /// Where Stripe sends the browser back: a page without a session that moves on to `/dashboard/billing` (the
+    /// session cookie is `SameSite=Strict`, so it is not sent on the navigation from Stripe's site).
     fn page(&self, query: &str) -> String {
-        let mut url = self.public_url.join("/dashboard/billing").expect("a fixed path joins");
+        let mut url = self.public_url.join("/billing/return").expect("a fixed path joins");
         url.set_query(Some(query));
         url.to_string()
     }
@@ -456,6 +458,15 @@ impl Billing {
         Ok(suspended)
     }
 
+    /// Enforces the trial's limits again for every client that fell back to it (cancelled or suspended): a stop
+    /// that failed earlier (the container runtime was down) is retried here.
+    pub async fn enforce_downgraded(&self) -> Result<(), DbError> {
+        for client in store::clients_on_plan(&self.db, plans::TRIAL).await? {
+            self.enforce_limits(client).await?;
+        }
+        Ok(())
+    }
+
     /// The background task: grace periods checked every `billing.enforcement_interval`, forever.
     pub async fn run(self) {
         let mut every = tokio::time::interval(self.config.enforcement_interval.max(Duration::from_secs(1)));
@@ -466,6 +477,9 @@ impl Billing {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(clients = n, "billing: grace periods ended, agents stopped"),
                 Err(e) => tracing::error!(error = %e, "billing enforcement pass failed"),
+            }
+            if let Err(e) = self.enforce_downgraded().await {
+                tracing::error!(error = %e, "billing: enforcing the trial's limits failed");
             }
         }
     }

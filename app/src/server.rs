@@ -3,6 +3,7 @@
 
 pub mod audit_export;
 pub mod audit_stream;
+pub mod billing_return;
 pub mod billing_webhook;
 mod cli;
 pub mod headers;

@@ -74,7 +74,8 @@ pub struct RawBilling {
     stripe_api_base: String,
     grace_period_days: u32,
     enforcement_interval_secs: u64,
-    /// Plans by id: each replaces the built-in plan of that id, or adds one.
+    /// Plans by id, starting from the built-in ones: a layer may change one field of a plan
+    /// (`DEPLOYCLAW_BILLING__PLANS__TEAM__MAX_AGENTS=20`) or add a whole plan.
     plans: BTreeMap<String, Plan>,
 }
 
@@ -86,7 +87,7 @@ impl Default for RawBilling {
             stripe_api_base: DEFAULT_STRIPE_API_BASE.into(),
             grace_period_days: 7,
             enforcement_interval_secs: 300,
-            plans: BTreeMap::new(),
+            plans: default_plans().into_iter().map(|p| (p.id.clone(), p)).collect(),
         }
     }
 }
@@ -206,6 +207,23 @@ mod tests {
         let raw = RawBilling { stripe_secret_key: Some("pk_live_public".to_string().into()), ..raw };
         let err = validate(&raw).unwrap_err().to_string();
         assert!(err.contains("billing.stripe_secret_key") && !err.contains("pk_live_public"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn one_field_of_a_built_in_plan_can_be_overridden() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__MAX_AGENTS", "20");
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__STRIPE_PRICE_ID", "price_mine");
+            let c = crate::config::Config::load(crate::config::ConfigFile::None).expect("loads");
+            let team = c.billing.catalog.get("team").unwrap();
+            assert_eq!((team.max_agents, team.memory_mib_per_agent), (20, 4096));
+            assert_eq!(team.stripe_price_id.as_deref(), Some("price_mine"));
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__MEMORY_MIB_PER_AGENT", "512");
+            let err = crate::config::Config::load(crate::config::ConfigFile::None).unwrap_err().to_string();
+            assert!(err.contains("billing.plans") && err.contains("memory_mib_per_agent"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

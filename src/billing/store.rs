@@ -299,3 +299,11 @@ pub async fn suspend(db: &Db, client: ClientId, now: DateTime<Utc>) -> Result<bo
         n == 1
     }))
 }
+
+/// Clients with a subscription record whose plan in effect is now `plan` (the trial: cancelled or suspended), for
+/// the enforcement pass that retries stops that failed (a runtime that was down).
+pub async fn clients_on_plan(db: &Db, plan: &str) -> Result<Vec<ClientId>, DbError> {
+    let sql = "SELECT s.client_id FROM billing_subscriptions s JOIN clients c ON c.id = s.client_id \
+               WHERE c.plan = $1 ORDER BY s.client_id";
+    Ok(on_pool!(db, |p| sqlx::query_scalar(sql).bind(plan).fetch_all(p).await?))
+}

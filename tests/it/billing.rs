@@ -197,6 +197,11 @@ db_test!(deploying_beyond_the_running_agents_of_the_plan_is_refused, |t| {
     let err = b.platform.agents().deploy(owner, client, ids[1], &ctx()).await.unwrap_err();
     assert!(err.to_string().contains("the Trial plan allows 1 running agent(s) and you already run 1"), "{err}");
     assert_eq!(b.platform.agents().get(client, ids[1]).await.unwrap().status, AgentStatus::Stopped);
+    // A stop that did not happen (say the runtime was down) is retried by the enforcement pass.
+    agent_rows::set_status(&t.db, client, ids[2], AgentStatus::Running).await.unwrap();
+    b.platform.billing().enforce_downgraded().await.unwrap();
+    assert_eq!(b.platform.agents().get(client, ids[2]).await.unwrap().status, AgentStatus::Stopped);
+    assert_eq!(b.platform.agents().get(client, ids[0]).await.unwrap().status, AgentStatus::Running);
 });
 
 db_test!(events_apply_once_in_order_and_a_failed_payment_ends_in_stopped_agents, |t| {

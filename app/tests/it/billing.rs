@@ -197,7 +197,12 @@ async fn checkout_webhook_limits_grace_stop_and_downgrade_against_the_stripe_sta
     let res = app.client.get(&checkout_url).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let back = res.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(back, format!("{}dashboard/billing?checkout=success", app.platform.config().server.public_url));
+    assert_eq!(back, format!("{}billing/return?checkout=success", app.platform.config().server.public_url));
+    // Back on our site without the (SameSite=Strict) cookie: a sessionless page moves on, same-origin.
+    let public = app.platform.config().server.public_origin();
+    let res = app.client.get(app.url(back.strip_prefix(&public).unwrap())).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("url=/dashboard/billing?checkout=success"));
     let view: Value = app.call("billing_overview", Some(&fresh.cookie), &[]).await.json().await.unwrap();
     assert_eq!((view["current"]["id"].clone(), view["status"].clone()), (json!("team"), json!("active")));
     assert!(view["current_period_end"].is_string());
