@@ -249,6 +249,12 @@ impl Billing {
             .get(plan_id)
             .filter(|p| p.purchasable())
             .ok_or_else(|| BillingError::Invalid(format!("there is no plan {plan_id:?} to buy")))?;
+        // A second Checkout would start a second subscription: plan changes of a subscriber go through the portal.
+        if store::get(&self.db, client_id).await?.is_some_and(|s| s.status.grants_plan()) {
+            return Err(BillingError::Invalid(
+                "you already have a subscription; change or cancel it under Manage billing".into(),
+            ));
+        }
         let price = plan.stripe_price_id.clone().expect("purchasable plans have a price");
         let customer = self.customer(client_id).await?;
         let session = self

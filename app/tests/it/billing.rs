@@ -206,6 +206,10 @@ async fn checkout_webhook_limits_grace_stop_and_downgrade_against_the_stripe_sta
     let view: Value = app.call("billing_overview", Some(&fresh.cookie), &[]).await.json().await.unwrap();
     assert_eq!((view["current"]["id"].clone(), view["status"].clone()), (json!("team"), json!("active")));
     assert!(view["current_period_end"].is_string());
+    // A subscriber changes plans in the portal: a second Checkout (a second subscription) is refused.
+    let res = app.call("start_checkout", Some(&fresh.cookie), &[("plan", "business")]).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("under Manage billing"));
 
     // The plan's limits apply: two real agents deploy (the trial would allow one).
     let mut ids = Vec::new();

@@ -113,6 +113,8 @@ fn Billing(
     let can_manage = view.can_manage_billing;
     let has_customer = view.has_customer;
     let current_id = current.id.clone();
+    // A subscriber changes plans in Stripe's portal (a second Checkout would be a second subscription).
+    let subscribed = matches!(status.as_str(), "active" | "trialing" | "past_due");
     let busy = move || checkout.pending().get() || portal.pending().get();
     view! {
         <section class="card" aria-labelledby="plan-title" data-testid="current-plan">
@@ -143,6 +145,7 @@ fn Billing(
         <section class="card" aria-labelledby="plans-title">
             <h2 id="plans-title">"Plans"</h2>
             {(!can_manage).then(|| view! { <p class="muted">"Only the account owner can change the plan."</p> })}
+            {(can_manage && subscribed).then(|| view! { <p class="muted">"To change or cancel your plan, use Manage billing."</p> })}
             <ul class="plan-grid" data-testid="plans">
                 {view
                     .plans
@@ -155,7 +158,7 @@ fn Billing(
                                 <PlanSummary plan=plan.clone() />
                                 {if is_current {
                                     view! { <p><strong>"Your plan"</strong></p> }.into_any()
-                                } else if can_manage {
+                                } else if can_manage && !subscribed {
                                     view! {
                                         <button type="button" class="button" data-testid=format!("upgrade-{id}") disabled=busy on:click=move |_| {
                                             checkout.dispatch(StartCheckout { plan: id.clone() });
