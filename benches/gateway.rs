@@ -156,6 +156,7 @@ async fn bench() {
         connect_timeout: Duration::from_secs(5),
         answer_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
+        plans: None,
     };
     let llm = LlmGateway::new(db.clone(), vault, None, settings).unwrap();
     let proxy = EgressProxy::with_llm(db.clone(), ProxySettings::default(), llm);

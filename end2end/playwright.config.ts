@@ -2,6 +2,7 @@ import { defineConfig } from "@playwright/test";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as fs from "node:fs";
+import * as crypto from "node:crypto";
 
 // The server under test: the release binary and site that `cargo leptos build --release` produced.
 // scripts/test sets these; the defaults match its layout.
@@ -20,6 +21,17 @@ const smtpPort = Number(process.env.E2E_SMTP_PORT ?? 3925);
 export const maildir = path.join(os.tmpdir(), `deployclaw-e2e-mail-${smtpPort}`);
 /** The platform operator the server is started with (`deployclaw admin create`). */
 export const operatorEmail = "ops@e2e.deployclaw.test";
+
+// A second server with billing on, against a local Stripe stand-in (end2end/stripe-stand-in.mjs), for the billing
+// journey; the key and signing secret are generated for this run.
+const billingPort = Number(process.env.E2E_BILLING_PORT ?? 3901);
+const stripePort = Number(process.env.E2E_STRIPE_PORT ?? 3902);
+export const billingURL = `http://127.0.0.1:${billingPort}`;
+const stripeKey = process.env.E2E_STRIPE_KEY ?? `sk_test_${crypto.randomBytes(16).toString("hex")}`;
+const stripeSecret = process.env.E2E_STRIPE_WEBHOOK_SECRET ?? `whsec_test_${crypto.randomBytes(16).toString("hex")}`;
+process.env.E2E_STRIPE_KEY = stripeKey;
+process.env.E2E_STRIPE_WEBHOOK_SECRET = stripeSecret;
+const billingDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-billing-"));
 
 export default defineConfig({
   testDir: "./tests",
@@ -73,6 +85,39 @@ export default defineConfig({
         DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         DEPLOYCLAW_LOG__FORMAT: "json",
         DEPLOYCLAW_LOG__FILTER: "warn",
+      },
+    },
+    {
+      command: `node stripe-stand-in.mjs`,
+      url: `http://127.0.0.1:${stripePort}/health`,
+      timeout: 30_000,
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+      env: {
+        E2E_STRIPE_PORT: String(stripePort),
+        E2E_STRIPE_KEY: stripeKey,
+        E2E_STRIPE_WEBHOOK_SECRET: stripeSecret,
+        E2E_STRIPE_WEBHOOK_URL: `${billingURL}/api/billing/webhook`,
+      },
+    },
+    {
+      command: `exec "${serverBin}" serve`,
+      url: `${billingURL}/readyz`,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        DEPLOYCLAW_DATA_DIR: billingDataDir,
+        DEPLOYCLAW_SERVER__ADDR: `127.0.0.1:${billingPort}`,
+        DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
+        DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        DEPLOYCLAW_LOG__FORMAT: "json",
+        DEPLOYCLAW_LOG__FILTER: "warn",
+        DEPLOYCLAW_BILLING__STRIPE_SECRET_KEY: stripeKey,
+        DEPLOYCLAW_BILLING__WEBHOOK_SECRETS: `["${stripeSecret}"]`,
+        DEPLOYCLAW_BILLING__STRIPE_API_BASE: `http://127.0.0.1:${stripePort}`,
       },
     },
   ],

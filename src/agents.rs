@@ -16,6 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::billing::{Catalog, PlanLimits};
 use crate::db::agents::{self, Agent, AgentName, AgentStatus, NewAgent};
 use crate::db::{AgentId, ClientId, Db, DbError};
 use crate::gateway::{EgressProxy, Permissions};
@@ -63,6 +64,8 @@ pub struct Agents {
     templates: Arc<hardening::Templates>,
     /// The last reconciler pass (operator console).
     reconciled: Arc<std::sync::Mutex<Option<ReconcilerStatus>>>,
+    /// The billing plans whose limits deploys and settings must stay within.
+    catalog: Catalog,
 }
 
 /// The outcome of the last reconciler pass.
@@ -95,6 +98,7 @@ impl std::fmt::Debug for Agents {
 
 impl Agents {
     pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
+        let catalog = Catalog::new(crate::billing::plans::default_plans(), false);
         Self {
             db,
             vault,
@@ -104,6 +108,7 @@ impl Agents {
             gateway: Arc::default(),
             templates: Arc::default(),
             reconciled: Arc::default(),
+            catalog,
         }
     }
 
@@ -123,6 +128,90 @@ impl Agents {
         self.templates
             .get(&agent.template)
             .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))
+    }
+
+    /// The plans whose limits apply (the default: billing off, every client on the self-hosted plan).
+    pub fn with_plans(mut self, catalog: Catalog) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
+    async fn limits(&self, client_id: ClientId) -> Result<PlanLimits, DbError> {
+        crate::billing::plan_limits(&self.db, &self.catalog, client_id).await
+    }
+
+    /// Refuses settings above the plan's memory or CPU per agent, naming the limit.
+    async fn check_settings_within_plan(
+        &self,
+        client_id: ClientId,
+        settings: &AgentSettings,
+        template: &Template,
+    ) -> Result<(), DbError> {
+        let limits = self.limits(client_id).await?;
+        let memory_mib = settings.memory_bytes(template) / (1024 * 1024);
+        if memory_mib > u64::from(limits.memory_mib_per_agent) {
+            return Err(DbError::Invalid(
+                format!(
+                    "{memory_mib} MiB of memory is more than the {} plan allows per agent ({} MiB); lower it or \
+                     upgrade on the Billing page",
+                    limits.plan_name, limits.memory_mib_per_agent
+                )
+                .into(),
+            ));
+        }
+        if settings.cpu_millis() > limits.cpu_millis_per_agent {
+            return Err(DbError::Invalid(
+                format!(
+                    "{} thousandths of a core is more than the {} plan allows per agent ({}); lower it or upgrade \
+                     on the Billing page",
+                    settings.cpu_millis(),
+                    limits.plan_name,
+                    limits.cpu_millis_per_agent
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses to start `agent` when the client already runs as many agents as its plan allows.
+    async fn check_running_within_plan(&self, agent: &Agent) -> Result<(), DbError> {
+        let limits = self.limits(agent.client_id).await?;
+        let others = agents::list(&self.db, agent.client_id)
+            .await?
+            .iter()
+            .filter(|a| a.id != agent.id)
+            .filter(|a| matches!(a.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running))
+            .count();
+        if others >= usize::try_from(limits.max_agents).unwrap_or(usize::MAX) {
+            return Err(DbError::Invalid(
+                format!(
+                    "the {} plan allows {} running agent(s) and you already run {others}; stop one or upgrade on \
+                     the Billing page",
+                    limits.plan_name, limits.max_agents
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops a running agent for the platform (billing: over the plan's limits, or payment overdue) with
+    /// `reason` shown to the customer. The agent, its volume and its credentials stay. Audited as
+    /// `agent.stopped` by the platform. An agent that is not running is left as it is.
+    pub async fn stop_for_platform(&self, client_id: ClientId, id: AgentId, reason: &str) -> Result<Agent, AgentError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        if !matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running) {
+            return Ok(agent);
+        }
+        if agent.container_id.is_some() {
+            let runtime = self.runtime_or_err()?.clone();
+            self.transition(&agent, AgentStatus::Stopping, Some(reason)).await?;
+            runtime.stop_container(&hardening::names(client_id, id).container, STOP_GRACE_SECS).await?;
+        }
+        let stopped = self.transition(&agent, AgentStatus::Stopped, Some(reason)).await?;
+        self.audit(&agent, "agent.stopped", json!({ "reason": reason })).await?;
+        Ok(stopped)
     }
 
     /// Hands agents the egress proxy: deploying then makes it listen on the agent's gateway address, and
@@ -257,6 +346,17 @@ impl Agents {
                 format!("unknown template {template:?}; choose one of: {}", known.join(", ")).into(),
             ));
         }
+        let limits = self.limits(client_id).await?;
+        let count = agents::list(&self.db, client_id).await?.len();
+        if count >= usize::try_from(limits.max_agents).unwrap_or(usize::MAX) {
+            return Err(DbError::Invalid(
+                format!(
+                    "the {} plan allows {} agent(s) and you have {count}; remove one or upgrade on the Billing page",
+                    limits.plan_name, limits.max_agents
+                )
+                .into(),
+            ));
+        }
         // A new agent may do nothing until its owner grants it something (docs/gateway.md).
         let new = NewAgent {
             name,
@@ -301,7 +401,6 @@ impl Agents {
         id: AgentId,
         ctx: &RequestContext,
     ) -> Result<Agent, AgentError> {
-        let runtime = self.runtime_or_err()?.clone();
         let agent = agents::get(&self.db, client_id, id).await?;
         let client = crate::db::clients::get(&self.db, client_id).await?;
         if client.status == crate::db::clients::ClientStatus::Suspended {
@@ -311,6 +410,10 @@ impl Agents {
             .into());
         }
         let template = self.template_of(&agent)?;
+        self.check_running_within_plan(&agent).await?;
+        let settings = AgentSettings::from_config(&agent.config)?;
+        self.check_settings_within_plan(client_id, &settings, template).await?;
+        let runtime = self.runtime_or_err()?.clone();
         let subnet = self.subnet_for(client_id, id).await?;
         self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
@@ -529,6 +632,9 @@ impl Agents {
         if agent.container_id.is_none() || matches!(agent.status, AgentStatus::Deleting | AgentStatus::Stopping) {
             return Err(DbError::Invalid("only a deployed agent can be restarted; deploy it first".into()).into());
         }
+        if !matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running) {
+            self.check_running_within_plan(&agent).await?;
+        }
         let name = hardening::names(client_id, id).container;
         if runtime.inspect_container(&name).await?.is_none() {
             // Nothing to restart in place: deploy a new container (same volume) instead.
@@ -557,6 +663,7 @@ impl Agents {
         let agent = agents::get(&self.db, client_id, id).await?;
         let template = self.template_of(&agent)?;
         settings.validate(template)?;
+        self.check_settings_within_plan(client_id, &settings, template).await?;
         let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
         let changed = settings.changed_fields(&before);
         if agent.status == AgentStatus::Deleting {

@@ -57,6 +57,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub siem: SiemConfig,
+    /// Stripe billing and the plans (docs/billing.md); off unless a Stripe key is set.
+    pub billing: crate::billing::config::BillingConfig,
     pub gateway: GatewayConfig,
     pub security: SecurityConfig,
     /// Where each layer came from, for `check-config` and the startup log.
@@ -255,6 +257,8 @@ struct RawConfig {
     #[serde(default)]
     siem: RawSiem,
     #[serde(default)]
+    billing: crate::billing::config::RawBilling,
+    #[serde(default)]
     gateway: RawGateway,
     #[serde(default)]
     security: RawSecurity,
@@ -403,6 +407,7 @@ impl Default for RawConfig {
             },
             log: RawLog { format: LogFormat::Pretty, filter: "info".into() },
             siem: RawSiem::default(),
+            billing: Default::default(),
             gateway: RawGateway::default(),
             security: RawSecurity::default(),
         }
@@ -631,6 +636,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     }
 
     let audit = validate_audit(&raw.audit)?;
+    let billing = crate::billing::config::validate(&raw.billing)?;
     let gateway = validate_gateway(&raw.gateway)?;
     let security = validate_security(&raw.security, &public_url)?;
 
@@ -658,6 +664,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         audit,
         log: LogConfig { format: raw.log.format, filter: raw.log.filter },
         siem: SiemConfig { allow_private_destinations: raw.siem.allow_private_destinations },
+        billing,
         gateway,
         security,
         sources,

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod email;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::agents::Agents;
+use crate::billing::Billing;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
@@ -36,6 +37,7 @@ struct Inner {
     sessions: DbSessionStore,
     agents: Agents,
     admin: crate::admin::Admin,
+    billing: Billing,
     started: Instant,
 }
 
@@ -144,8 +146,16 @@ impl Platform {
         let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
         let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool)
-            .with_templates(config.runtime.templates.clone());
+            .with_templates(config.runtime.templates.clone())
+            .with_plans(config.billing.catalog.clone());
         let admin = crate::admin::Admin::new(db.clone(), agents.clone(), sessions.clone(), mailer.clone());
+        let billing = Billing::new(
+            db.clone(),
+            config.billing.clone(),
+            agents.clone(),
+            mailer.clone(),
+            config.server.public_url.clone(),
+        );
         let inner = Inner {
             config,
             db,
@@ -157,6 +167,7 @@ impl Platform {
             sessions,
             agents,
             admin,
+            billing,
             started: Instant::now(),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -185,6 +196,11 @@ impl Platform {
     /// The operator console's rules.
     pub fn admin(&self) -> &crate::admin::Admin {
         &self.inner.admin
+    }
+
+    /// Billing: plans and their limits, Checkout, the Stripe webhook, grace periods.
+    pub fn billing(&self) -> &Billing {
+        &self.inner.billing
     }
 
     /// The session store (also handed to the web layer's session middleware).

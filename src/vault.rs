@@ -88,6 +88,12 @@ impl FreshTwoFactor {
         auth.second_factor_is_fresh(now).then_some(Self { client_id })
     }
 
+    /// Whether the proof was made for `client_id` (other capabilities that need a fresh second factor, such as
+    /// billing, check it with this).
+    pub fn covers(&self, client_id: ClientId) -> bool {
+        self.client_id == client_id
+    }
+
     fn check(&self, client_id: ClientId) -> Result<(), VaultError> {
         if self.client_id == client_id {
             Ok(())

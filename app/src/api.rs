@@ -7,6 +7,7 @@ pub mod agents;
 pub mod audit;
 pub mod audit_settings;
 pub mod auth;
+pub mod billing;
 #[cfg(feature = "ssr")]
 pub mod caller;
 pub mod credentials;

@@ -3,6 +3,8 @@
 
 pub mod audit_export;
 pub mod audit_stream;
+pub mod billing_return;
+pub mod billing_webhook;
 mod cli;
 pub mod headers;
 pub mod router;
@@ -230,7 +232,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         platform.db().clone(),
         platform.vault().clone(),
         Some(platform.mailer().clone()),
-        deployclaw::gateway::LlmSettings::from_config(&platform.config().gateway),
+        deployclaw::gateway::LlmSettings::from_config(platform.config()),
     )
     .map_err(|e| format!("LLM gateway: {e}"))?;
     let gateway = deployclaw::gateway::EgressProxy::with_llm(
@@ -260,6 +262,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // The audit trail: sign every chain head that moved, and delete what is past its retention period.
     let audit_checkpoints = tokio::spawn(audit_checkpoints(platform.clone()));
     let audit_retention = tokio::spawn(audit_retention(platform.clone()));
+    // Billing: clients whose grace period after a failed payment ended get their agents stopped.
+    let billing = platform.billing().enabled().then(|| tokio::spawn(platform.billing().clone().run()));
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -279,6 +283,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     audit_checkpoints.abort();
     audit_retention.abort();
     siem.abort();
+    if let Some(billing) = billing {
+        billing.abort();
+    }
     platform.db().close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -323,7 +330,7 @@ async fn audit_checkpoints(platform: Platform) {
 /// `audit.retention_interval`; the first run is at startup.
 async fn audit_retention(platform: Platform) {
     use deployclaw::audit::retention::{self, RetentionPolicy};
-    let policy = RetentionPolicy::from(&platform.config().audit);
+    let policy = RetentionPolicy::from(platform.config());
     let mut every = tokio::time::interval(platform.config().audit.retention_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -24,17 +24,27 @@ const BATCH: i64 = 1000;
 pub const MAX_DAYS: u32 = 3650;
 
 /// How long events are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// For clients without an override, and for platform events.
     pub default_days: u32,
     /// The most any client's override may keep.
     pub max_days: u32,
+    /// The billing plans, whose retention limits lower `max_days` per client; `None`: no plan limits.
+    pub plans: Option<crate::billing::Catalog>,
 }
 
+/// The audit settings alone: no plan limits.
 impl From<&AuditConfig> for RetentionPolicy {
     fn from(c: &AuditConfig) -> Self {
-        Self { default_days: c.retention_days, max_days: c.max_retention_days }
+        Self { default_days: c.retention_days, max_days: c.max_retention_days, plans: None }
+    }
+}
+
+/// The audit settings with the configured billing plans' retention limits.
+impl From<&crate::config::Config> for RetentionPolicy {
+    fn from(c: &crate::config::Config) -> Self {
+        Self { plans: Some(c.billing.catalog.clone()), ..Self::from(&c.audit) }
     }
 }
 
@@ -47,14 +57,13 @@ impl RetentionPolicy {
 
     /// The most a client on `plan` may keep: the platform maximum, lowered by the plan's limit if it has one.
     pub fn max_days_for(&self, plan: Option<&str>) -> u32 {
-        plan.and_then(plan_max_retention_days).map_or(self.max_days, |p| p.min(self.max_days)).max(1)
+        plan.and_then(|p| self.plan_max_retention_days(p)).map_or(self.max_days, |p| p.min(self.max_days)).max(1)
     }
-}
 
-/// The retention limit of a billing plan, in days; `None`: the platform maximum applies.
-/// Hook for billing: plans do not limit retention yet.
-pub fn plan_max_retention_days(_plan: &str) -> Option<u32> {
-    None
+    /// The retention limit of a billing plan, in days; `None`: the platform maximum applies.
+    pub fn plan_max_retention_days(&self, plan: &str) -> Option<u32> {
+        self.plans.as_ref().map(|c| c.limits_for(plan).audit_retention_days)
+    }
 }
 
 /// Sets (or, with `None`, clears) how many days `client_id`'s events are kept; clamped when retention runs.
@@ -227,10 +236,23 @@ mod tests {
 
     #[test]
     fn client_overrides_are_clamped_to_the_platform_maximum() {
-        let policy = RetentionPolicy { default_days: 90, max_days: 365 };
+        let policy = RetentionPolicy { default_days: 90, max_days: 365, plans: None };
         assert_eq!(policy.days_for(None, None), 90);
         assert_eq!(policy.days_for(Some(30), Some("trial")), 30);
         assert_eq!(policy.days_for(Some(3000), None), 365);
         assert_eq!(policy.days_for(Some(0), None), 1);
+    }
+
+    #[test]
+    fn a_billed_plan_lowers_the_maximum() {
+        use crate::billing::plans::{default_plans, Catalog};
+        let billed =
+            RetentionPolicy { default_days: 90, max_days: 3650, plans: Some(Catalog::new(default_plans(), true)) };
+        assert_eq!(billed.max_days_for(Some("trial")), 30);
+        assert_eq!(billed.days_for(None, Some("trial")), 30, "the default is clamped to the plan");
+        assert_eq!(billed.max_days_for(Some("team")), 365);
+        assert_eq!(billed.max_days_for(None), 3650, "platform events");
+        let unbilled = RetentionPolicy { plans: Some(Catalog::new(default_plans(), false)), ..billed };
+        assert_eq!(unbilled.max_days_for(Some("trial")), 3650, "self-hosted: the platform maximum");
     }
 }

@@ -18,6 +18,8 @@
 //! budget alerts go out at 50, 80 and 100 % of the cap, by email to the client's owners and admins and in the
 //! audit trail.
 //!
+//! The cap is the lower of the agent's own daily cap and its client's plan's (`billing::plan_limits`).
+//!
 //! Calls already under way when the cap is reached still finish: the cap can be passed by at most the cost
 //! of the calls in flight at that moment (at most `max_connections_per_agent`).
 
@@ -120,10 +122,14 @@ pub struct LlmSettings {
     pub answer_timeout: Duration,
     /// Silence in a streaming answer after which it is cut.
     pub idle_timeout: Duration,
+    /// The billing plans: a client's plan caps each agent's daily spend too (the lower cap wins). `None`
+    /// (tests of the gateway alone): only the agent's own cap.
+    pub plans: Option<crate::billing::plans::Catalog>,
 }
 
 impl LlmSettings {
-    pub fn from_config(c: &crate::config::GatewayConfig) -> Self {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let c = &config.gateway;
         Self {
             openai_base_url: c.openai_base_url.clone(),
             anthropic_base_url: c.anthropic_base_url.clone(),
@@ -131,6 +137,7 @@ impl LlmSettings {
             connect_timeout: c.connect_timeout,
             answer_timeout: c.llm_answer_timeout,
             idle_timeout: c.idle_timeout,
+            plans: Some(config.billing.catalog.clone()),
         }
     }
 }
@@ -259,9 +266,13 @@ impl LlmGateway {
         }
         let identity = store::identity(&self.inner.db, client, agent).await?;
         let spent = spend::day(&self.inner.db, client, agent, today).await?.spent_micro_usd;
+        let mut cap = identity.permissions.max_daily_token_spend_micro_usd.micro();
+        if let Some(plans) = &self.inner.settings.plans {
+            cap = cap.min(crate::billing::plan_limits(&self.inner.db, plans, client).await?.daily_token_cap_micro_usd);
+        }
         let admission = Admission {
             token_hash: identity.token_hash,
-            cap_micro_usd: identity.permissions.max_daily_token_spend_micro_usd.micro(),
+            cap_micro_usd: cap,
             day: today,
             spent_micro_usd: spent,
             read_at: Instant::now(),

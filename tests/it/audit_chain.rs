@@ -437,7 +437,7 @@ db_test!(verify_pages_through_long_chains, |t| {
 });
 
 fn policy(days: u32) -> RetentionPolicy {
-    RetentionPolicy { default_days: days, max_days: 3650 }
+    RetentionPolicy { default_days: days, max_days: 3650, plans: None }
 }
 
 db_test!(retention_deletes_old_events_through_its_path_and_verify_still_passes, |t| {
@@ -491,7 +491,7 @@ db_test!(retention_follows_the_client_override_within_the_platform_maximum, |t| 
     assert!(retention::set_client_retention(&t.db, globex, Some(0)).await.is_err());
     retention::set_client_retention(&t.db, globex, Some(3650)).await.unwrap();
     // 10 days on: acme keeps 7 days, globex asked for 10 years but the platform maximum is 9 days.
-    let policy = RetentionPolicy { default_days: 90, max_days: 9 };
+    let policy = RetentionPolicy { default_days: 90, max_days: 9, plans: None };
     let report = retention::run(&t.db, &keyring, &policy, Utc::now() + Duration::days(8)).await.unwrap();
     assert_eq!(report.deleted, 3, "acme's events only");
     let report = retention::run(&t.db, &keyring, &policy, Utc::now() + Duration::days(10)).await.unwrap();

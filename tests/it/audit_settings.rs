@@ -28,7 +28,7 @@ async fn events(db: &Db, client: ClientId, action: &str) -> Vec<AuditEvent> {
     all
 }
 
-const POLICY: RetentionPolicy = RetentionPolicy { default_days: 90, max_days: 365 };
+const POLICY: RetentionPolicy = RetentionPolicy { default_days: 90, max_days: 365, plans: None };
 
 db_test!(retention_changes_stay_within_limits_and_are_recorded, |t| {
     let acme = new_client(&t.db, "acme").await.id;

@@ -71,11 +71,20 @@ struct Llm {
 }
 
 async fn llm(db: &Db, cap_usd: &str, mailer: Option<Mailer>) -> Llm {
+    llm_with(db, cap_usd, mailer, None).await
+}
+
+async fn llm_with(
+    db: &Db,
+    cap_usd: &str,
+    mailer: Option<Mailer>,
+    plans: Option<deployclaw::billing::plans::Catalog>,
+) -> Llm {
     let key = format!("sk-standin-NOTREAL-{}", uuid::Uuid::now_v7().simple());
     let standin = StandIn::start(&key, Reply { cache_read_tokens: 200, ..Reply::default() }).await;
     let vault = Vault::new(db.clone(), test_keyring(&[1]));
     let agents = Agents::new(db.clone(), vault.clone(), None, Pool::parse("10.219.0.0/24").unwrap());
-    let client = new_client(db, "Modelco").await.id;
+    let client = new_client(db, &format!("modelco{}", &uuid::Uuid::now_v7().simple().to_string()[24..])).await.id;
     let (agent, token) = agent_with_token(db, &agents, client, "caller").await;
     agents.update_permissions(Actor::Platform, client, agent, cap(cap_usd), &ctx()).await.unwrap();
     for p in Provider::ALL {
@@ -90,6 +99,7 @@ async fn llm(db: &Db, cap_usd: &str, mailer: Option<Mailer>) -> Llm {
         connect_timeout: Duration::from_secs(5),
         answer_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
+        plans,
     };
     let gateway = LlmGateway::new(db.clone(), vault.clone(), mailer, settings).unwrap();
     let proxy = EgressProxy::with_llm(db.clone(), ProxySettings::default(), gateway);
@@ -422,6 +432,7 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
         connect_timeout: Duration::from_secs(5),
         answer_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
+        plans: None,
     };
     let gateway = LlmGateway::new(t.db.clone(), vault.clone(), None, settings).unwrap();
     let proxy = EgressProxy::with_llm(t.db.clone(), ProxySettings::default(), gateway);
@@ -493,3 +504,19 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
         std::panic::resume_unwind(panic);
     }
 }
+
+db_test!(the_clients_plan_caps_spend_below_the_agents_own_cap, |t| {
+    use deployclaw::billing::plans::{default_plans, Catalog};
+    // Billing on: a new client is on the trial plan (1 USD a day), whatever the agent's own cap (1,000 USD).
+    let l = llm_with(&t.db, "1000", None, Some(Catalog::new(default_plans(), true))).await;
+    let usage = deployclaw::gateway::llm::pricing::Usage::default();
+    spend::add(&t.db, l.client, l.agent, spend::today(), 1_000_000, usage).await.unwrap();
+    let a = openai(&l, false).await;
+    assert_eq!(a.status, 402, "{}", a.body);
+    assert!(a.body.contains("1.00 of 1.00 USD"), "the plan's cap: {}", a.body);
+    assert_eq!(l.standin.count(), 0);
+    // Billing off: the self-hosted plan's cap (100 USD) is above what was spent.
+    let open = llm_with(&t.db, "1000", None, Some(Catalog::new(default_plans(), false))).await;
+    spend::add(&t.db, open.client, open.agent, spend::today(), 1_000_000, usage).await.unwrap();
+    assert_eq!(openai(&open, false).await.status, 200);
+});

@@ -9,6 +9,7 @@ mod audit_chain;
 mod audit_export;
 mod audit_live;
 mod audit_settings;
+mod billing;
 mod gateway;
 mod identity;
 mod llm_gateway;

@@ -112,7 +112,7 @@ fn refused(e: deployclaw::db::DbError) -> AppError {
 
 #[cfg(feature = "ssr")]
 fn policy(caller: &Caller) -> deployclaw::audit::retention::RetentionPolicy {
-    (&caller.platform.config().audit).into()
+    caller.platform.config().into()
 }
 
 #[cfg(feature = "ssr")]
@@ -212,21 +212,18 @@ pub async fn add_siem_destination(
     start: String,
 ) -> Result<DestinationRow, AppError> {
     respond(async move {
-        use deployclaw::audit::{settings, Actor};
+        use deployclaw::audit::Actor;
         let caller = Caller::current().await?;
         let user = caller.require_fresh(Access::ManagesClient).await?;
         let new = parse_new_destination(name, &kind, &host, &port, &url, ca_pem, &start)?;
         let rules = &caller.platform.config().siem;
-        let d = settings::add_destination(
-            caller.platform.db(),
-            rules,
-            Actor::User(user.id),
-            user.client_id,
-            new,
-            &caller.ctx,
-        )
-        .await
-        .map_err(refused)?;
+        // Through billing: SIEM export is a plan feature.
+        let d = caller
+            .platform
+            .billing()
+            .add_siem_destination(rules, Actor::User(user.id), user.client_id, new, &caller.ctx)
+            .await
+            .map_err(refused)?;
         Ok(d.into())
     })
     .await
@@ -236,20 +233,16 @@ pub async fn add_siem_destination(
 #[server(prefix = "/api/fn", endpoint = "set_siem_destination_enabled")]
 pub async fn set_siem_destination_enabled(destination_id: String, enabled: bool) -> Result<DestinationRow, AppError> {
     respond(async move {
-        use deployclaw::audit::{settings, Actor};
+        use deployclaw::audit::Actor;
         let caller = Caller::current().await?;
         let user = caller.require_fresh(Access::ManagesClient).await?;
         let id = parse_destination_id(&destination_id)?;
-        let d = settings::set_destination_enabled(
-            caller.platform.db(),
-            Actor::User(user.id),
-            user.client_id,
-            id,
-            enabled,
-            &caller.ctx,
-        )
-        .await
-        .map_err(refused)?;
+        let d = caller
+            .platform
+            .billing()
+            .set_siem_destination_enabled(Actor::User(user.id), user.client_id, id, enabled, &caller.ctx)
+            .await
+            .map_err(refused)?;
         Ok(d.into())
     })
     .await

@@ -89,6 +89,8 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
         .route(crate::api::audit::STREAM_PATH, get(super::audit_stream::stream_audit))
         .route(super::security::SECURITY_TXT_PATH, get(super::security::security_txt_route))
         .route(super::security::SOURCE_ROUTE, get(super::security::source_view))
+        .route(super::billing_webhook::PATH, axum::routing::post(super::billing_webhook::receive))
+        .route(super::billing_return::PATH, get(super::billing_return::billing_return))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

@@ -53,9 +53,12 @@ fn request_context(req: &Request) -> RequestContext {
     RequestContext { ip, user_agent }
 }
 
-/// Paths that never touch the session (static files and probes).
+/// Paths that never touch the session (static files, probes, and Stripe's webhook, which is authenticated by its
+/// signature instead).
 fn is_sessionless(path: &str) -> bool {
-    path.starts_with("/pkg/") || matches!(path, "/healthz" | "/readyz" | "/favicon.svg" | "/favicon.ico")
+    path.starts_with("/pkg/")
+        || matches!(path, "/healthz" | "/readyz" | "/favicon.svg" | "/favicon.ico")
+        || path == super::billing_webhook::PATH
 }
 
 /// The page a session in `stage` belongs on while signing in.
@@ -146,6 +149,10 @@ pub fn is_same_origin(own: &str, sec_fetch_site: Option<&str>, origin: Option<&s
 /// axum middleware: the CSRF defence for every state-changing request.
 pub async fn same_origin_only(State(OwnOrigin(own)): State<OwnOrigin>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    // The one exemption: Stripe's webhook POST, which proves itself with a signature over its body.
+    if *req.method() == Method::POST && req.uri().path() == super::billing_webhook::PATH {
         return next.run(req).await;
     }
     let (site, origin) = {

@@ -316,6 +316,26 @@ fn table() -> Vec<Row> {
         },
         // Before the role change below makes the member an admin.
         Row { endpoint: "audit_settings", args: none, expect: signed_in_ok },
+        // Billing: everyone reads; only an owner goes to Stripe (here billing is off, so an owner gets 400).
+        Row { endpoint: "billing_overview", args: none, expect: signed_in_ok },
+        Row {
+            endpoint: "start_checkout",
+            args: |_, _| vec![("plan".into(), "team".into())],
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 400,
+            },
+        },
+        Row {
+            endpoint: "open_billing_portal",
+            args: none,
+            expect: |who| match who {
+                Anonymous => 401,
+                Member | PlatformAdmin => 403,
+                Owner | OtherOwner => 400,
+            },
+        },
         Row {
             endpoint: "set_audit_retention",
             args: |_, _| vec![("days".into(), "30".into())],
