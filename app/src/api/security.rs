@@ -118,6 +118,12 @@ pub fn parameters() -> Vec<Parameter> {
             format!("at most {}", duration(KEY_CACHE_TTL)),
         ),
         ("isolation", "Host ports agents can reach", format!("{GATEWAY_PORT} (the gateway) only")),
+        (
+            "payment",
+            "Webhook timestamp tolerance",
+            duration(std::time::Duration::from_secs(deployclaw::billing::signature::TOLERANCE_SECS.unsigned_abs())),
+        ),
+        ("payment", "Largest webhook body", bytes(deployclaw::billing::WEBHOOK_MAX_BODY_BYTES as u64)),
         ("auth", "Sign-in code", format!("{} digits, single use", codes::CODE_DIGITS)),
         ("auth", "Code lifetime (default)", duration(codes::DEFAULT_TTL)),
         (
