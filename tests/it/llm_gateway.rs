@@ -254,7 +254,9 @@ db_test!(openai_calls_carry_the_provider_key_and_are_counted, |t| {
 
     let events = calls(&l, 2).await;
     assert_eq!(events.len(), 2);
-    let m = &events[1].metadata.0;
+    // Each call is recorded when its answer ends, so the two may be written in either order.
+    let streamed = events.iter().find(|e| e.metadata.0["stream"] == json!(true)).expect("the streamed call");
+    let m = &streamed.metadata.0;
     assert_eq!(
         (m["model"].as_str(), m["stream"].as_bool(), m["status"].as_u64()),
         (Some("gpt-4o"), Some(true), Some(200))

@@ -55,7 +55,12 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 async fn exited(s: &Setup, agent: &deployclaw::db::agents::Agent) {
     let name = hardening::names(agent.client_id, agent.id).container;
     wait_until("exited", Duration::from_secs(10), async || {
-        !s.runtime.inspect_container(&name).await.unwrap().unwrap().running
+        // Podman can answer 500 ("no such process") while the process it inspects is exiting: ask again.
+        match s.runtime.inspect_container(&name).await {
+            Ok(status) => !status.expect("the container exists").running,
+            Err(e) if e.to_string().contains("no such process") => false,
+            Err(e) => panic!("inspecting {name}: {e}"),
+        }
     })
     .await;
 }
