@@ -262,10 +262,7 @@ impl Agents {
         permissions: Permissions,
         ctx: &RequestContext,
     ) -> Result<Permissions, DbError> {
-        let agent = agents::get(&self.db, client_id, id).await?;
-        if agent.status == AgentStatus::Deleting {
-            return Err(DbError::Invalid("this agent is being deleted".into()));
-        }
+        let agent = self.get_unless_deleting(client_id, id).await?;
         let before = Permissions::from_stored(&agent.permissions.0);
         let change = permissions.changes_from(&before);
         crate::gateway::store_permissions(&self.db, client_id, id, &permissions).await?;
@@ -516,6 +513,13 @@ impl Agents {
         Ok(())
     }
 
+    /// The client's agent, unless it is being deleted (then nothing may change it).
+    async fn get_unless_deleting(&self, client_id: ClientId, id: AgentId) -> Result<Agent, DbError> {
+        let agent = agents::get(&self.db, client_id, id).await?;
+        refuse_if_deleting(&agent)?;
+        Ok(agent)
+    }
+
     /// Replaces a deployed agent's container with a new one from its template's image (a clean root
     /// filesystem; the same network and state volume, fresh credentials and token), whatever state it was
     /// in: the operator's remedy for a container that is suspect. Audited `agent.rebuilt`.
@@ -526,10 +530,7 @@ impl Agents {
         id: AgentId,
         ctx: &RequestContext,
     ) -> Result<Agent, AgentError> {
-        let agent = agents::get(&self.db, client_id, id).await?;
-        if agent.status == AgentStatus::Deleting {
-            return Err(DbError::Invalid("this agent is being deleted".into()).into());
-        }
+        let agent = self.get_unless_deleting(client_id, id).await?;
         if agent.network_block.is_none() {
             return Err(
                 DbError::Invalid("this agent was never deployed: there is no container to rebuild".into()).into()
@@ -604,10 +605,7 @@ impl Agents {
         ctx: &RequestContext,
     ) -> Result<Agent, AgentError> {
         let runtime = self.runtime_or_err()?.clone();
-        let agent = agents::get(&self.db, client_id, id).await?;
-        if agent.status == AgentStatus::Deleting {
-            return Err(DbError::Invalid("this agent is being deleted".into()).into());
-        }
+        let agent = self.get_unless_deleting(client_id, id).await?;
         // `stopping` is recorded first: a platform that dies now finishes the stop when it comes back.
         self.transition(&agent, AgentStatus::Stopping, Some("stopping: the agent has 10 seconds to shut down cleanly"))
             .await?;
@@ -666,9 +664,7 @@ impl Agents {
         self.check_settings_within_plan(client_id, &settings, template).await?;
         let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
         let changed = settings.changed_fields(&before);
-        if agent.status == AgentStatus::Deleting {
-            return Err(DbError::Invalid("this agent is being deleted".into()).into());
-        }
+        refuse_if_deleting(&agent)?;
         let updated = agents::set_config(&self.db, client_id, id, &settings.to_config()).await?;
         let live = agent.container_id.is_some()
             && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running);
@@ -752,6 +748,14 @@ async fn probe_health(ip: std::net::Ipv4Addr, port: u16, path: &str) -> bool {
         Ok::<bool, std::io::Error>(head[..n].starts_with(b"HTTP/1.1 200") || head[..n].starts_with(b"HTTP/1.0 200"))
     };
     matches!(tokio::time::timeout(Duration::from_secs(3), exchange).await, Ok(Ok(true)))
+}
+
+/// An agent being deleted may not be changed any more.
+fn refuse_if_deleting(agent: &Agent) -> Result<(), DbError> {
+    if agent.status == AgentStatus::Deleting {
+        return Err(DbError::Invalid("this agent is being deleted".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,8 +42,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpStream;
 use url::Url;
 
@@ -351,12 +349,7 @@ impl LlmGateway {
                 None,
             ),
         })?;
-        let presented = token(req.headers()).map(|t| Sha256::digest(t.as_bytes()));
-        let authenticated = match (&admission.token_hash, presented) {
-            (Some(stored), Some(given)) => stored.len() == 32 && bool::from(stored.as_slice().ct_eq(given.as_slice())),
-            _ => false,
-        };
-        if !authenticated {
+        if !store::token_matches(admission.token_hash.as_deref(), token(req.headers()).as_deref()) {
             return Err((refuse(StatusCode::UNAUTHORIZED, "authentication_error", "invalid gateway token"), None));
         }
         let (parts, body) = req.into_parts();

@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -319,12 +317,7 @@ impl EgressProxy {
             tracing::warn!(%agent, error = %e, "egress proxy: agent lookup failed");
             deny(407, "proxy authentication required")
         })?;
-        let presented = request.token.as_deref().map(|t| Sha256::digest(t.as_bytes()));
-        let authenticated = match (&identity.token_hash, presented) {
-            (Some(stored), Some(given)) => stored.len() == 32 && bool::from(stored.as_slice().ct_eq(given.as_slice())),
-            _ => false,
-        };
-        if !authenticated {
+        if !identity.token_matches(request.token.as_deref()) {
             return Err(deny(407, "proxy authentication required"));
         }
         record.authenticated = true;
