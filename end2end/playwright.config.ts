@@ -35,8 +35,8 @@ const billingDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-bil
 
 export default defineConfig({
   testDir: "./tests",
-  timeout: 30_000,
-  expect: { timeout: 10_000 },
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
   fullyParallel: false,
   workers: 1,
   retries: 0,

@@ -158,9 +158,18 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
     async fn stats(&self, name: &str) -> Result<StatsSample>;
     /// The last `tail` log lines (stdout and stderr), oldest first.
     async fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>>;
-    /// Streams lifecycle events of containers carrying `label=value` into `events` until the runtime closes
-    /// the stream, the receiver is dropped, or an error occurs; the caller reconnects.
-    async fn watch(&self, label: &str, value: &str, events: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()>;
+    /// Streams lifecycle events of containers carrying `label=value` that happened at or after `since` (whole
+    /// seconds: the runtime replays what it logged since then) into `events`, until the runtime closes the
+    /// stream, the receiver is dropped, or an error occurs; the caller reconnects, passing the time its last
+    /// stream ended, so nothing in between is lost. `following` is signalled once the subscription is sent.
+    async fn watch(
+        &self,
+        label: &str,
+        value: &str,
+        since: std::time::SystemTime,
+        events: tokio::sync::mpsc::Sender<ContainerEvent>,
+        following: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<()>;
 }
 
 /// Something that happened to a container (`start`, `die`, `oom`, `destroy`, ...).

@@ -26,39 +26,46 @@ export async function waitForHydration(page: Page) {
   await expect(page.locator("[data-hydrated='true']").first()).toBeAttached();
 }
 
-/** Every message the test SMTP server received for `to` since `sinceMs`, oldest first. */
-function mailsTo(to: string, sinceMs: number): string[] {
+/** The messages the test SMTP server holds now. A step that waits for mail takes a mark first and reads only
+ * what arrived after it: no clock of this process is compared with the server's. */
+export function mailMark(): Set<string> {
+  const dir = path.join(maildir, "new");
+  return new Set(fs.existsSync(dir) ? fs.readdirSync(dir) : []);
+}
+
+/** Every message for `to` that arrived after `mark`, oldest first. */
+function mailsTo(to: string, mark: Set<string>): string[] {
   const dir = path.join(maildir, "new");
   if (!fs.existsSync(dir)) return [];
   return fs
     .readdirSync(dir)
+    .filter((f) => !mark.has(f))
     .map((f) => path.join(dir, f))
-    .filter((f) => fs.statSync(f).mtimeMs >= sinceMs - 1000)
     .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs)
     .map((f) => fs.readFileSync(f, "utf8"))
     .filter((m) => new RegExp(`^To: ${to.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "mi").test(m));
 }
 
-/** The sign-in code in the newest email to `to` sent after `sinceMs`, read from the SMTP server's maildir. */
-export async function mailedCode(to: string, sinceMs: number): Promise<string> {
+/** The sign-in code in the newest email to `to` that arrived after `mark`, read from the SMTP server's maildir. */
+export async function mailedCode(to: string, mark: Set<string>): Promise<string> {
   let code: string | undefined;
   await expect
     .poll(
       () => {
-        const mails = mailsTo(to, sinceMs).filter((m) => m.includes("sign-in code"));
+        const mails = mailsTo(to, mark).filter((m) => m.includes("sign-in code"));
         const match = mails.length ? /^\s+(\d{6})\s*$/m.exec(mails[mails.length - 1]) : null;
         code = match?.[1];
         return code;
       },
-      { timeout: 10_000, message: `a sign-in code mailed to ${to}` },
+      { timeout: 30_000, message: `a sign-in code mailed to ${to}` },
     )
     .toBeTruthy();
   return code!;
 }
 
-/** The subjects of the emails `to` received since `sinceMs`. */
-export function subjectsTo(to: string, sinceMs: number): string[] {
-  return mailsTo(to, sinceMs).map((m) => /^Subject: (.*)$/m.exec(m)?.[1]?.trim() ?? "");
+/** The subjects of the emails `to` received after `mark`. */
+export function subjectsTo(to: string, mark: Set<string>): string[] {
+  return mailsTo(to, mark).map((m) => /^Subject: (.*)$/m.exec(m)?.[1]?.trim() ?? "");
 }
 
 function base32Decode(input: string): Buffer {
@@ -88,21 +95,30 @@ export function totpCode(secret: string, step = totpStep()): string {
   return ((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).toString().padStart(6, "0");
 }
 
-/** Waits until the TOTP step is later than `usedStep` (the server refuses a step twice). */
-export async function nextTotpStep(usedStep: number): Promise<number> {
-  while (totpStep() <= usedStep) await new Promise((r) => setTimeout(r, 250));
+/** Seconds a TOTP code must still have in its step when it is typed: a code is never raced against the step's
+ * end. (The server also accepts one step of skew either way; this keeps the test well inside that.) */
+const TOTP_MARGIN_SECONDS = 10;
+
+/** The TOTP step to type a code for now: later than `usedStep` (the server refuses a step twice), and with at
+ * least TOTP_MARGIN_SECONDS left, waiting for the next step when the current one is about to end. */
+export async function freshTotpStep(usedStep = -1): Promise<number> {
+  const remaining = () => 30 - ((Date.now() / 1000) % 30);
+  while (totpStep() <= usedStep || remaining() < TOTP_MARGIN_SECONDS) await new Promise((r) => setTimeout(r, 250));
   return totpStep();
 }
+
+/** Kept for the journeys that name it: the next usable step after `usedStep`. */
+export const nextTotpStep = freshTotpStep;
 
 /** Steps one and two of signing in: the email, then the mailed code. Returns when the code was accepted. */
 export async function enterEmailAndCode(page: Page, email: string) {
   await page.goto("/sign-in");
   await waitForHydration(page);
   await page.getByLabel("Email address").fill(email);
-  const since = Date.now();
+  const mark = mailMark();
   await page.getByTestId("send-code").click();
   await expect(page.getByTestId("code-sent")).toBeVisible();
-  const code = await mailedCode(email, since);
+  const code = await mailedCode(email, mark);
   await page.getByLabel("6-digit code from the email").fill(code);
   await page.getByTestId("verify-code").click();
 }
@@ -113,7 +129,7 @@ export async function enrolAuthenticator(page: Page): Promise<{ secret: string; 
   await expect(page.locator(".qr svg")).toBeVisible();
   await page.getByText("Cannot scan? Type the secret instead").click();
   const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
-  const step = totpStep();
+  const step = await freshTotpStep();
   await page.getByLabel("Enter the 6-digit code your app shows").fill(totpCode(secret, step));
   await page.getByTestId("confirm-enrollment").click();
   const list = page.getByTestId("recovery-codes").locator("li");

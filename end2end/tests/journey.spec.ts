@@ -2,6 +2,7 @@ import { test, expect, Page } from "@playwright/test";
 import {
   enrolAuthenticator,
   enterEmailAndCode,
+  mailMark,
   nextTotpStep,
   screenshot,
   subjectsTo,
@@ -27,7 +28,7 @@ let lastStep = 0;
 test("a customer signs up with an emailed code and sets up TOTP before anything else", async ({ page }) => {
   test.setTimeout(90_000);
   const problems = watchConsole(page);
-  const since = Date.now();
+  const mark = mailMark();
 
   const before = await page.goto("/dashboard");
   expect(before?.url()).toMatch(/\/sign-in$/);
@@ -53,7 +54,7 @@ test("a customer signs up with an emailed code and sets up TOTP before anything 
   await expect(page).toHaveURL(/\/dashboard$/);
   await expect(page.getByTestId("whoami")).toContainText(customer);
   await expect(page.getByTestId("whoami")).toContainText(company);
-  expect(subjectsTo(customer, since)).toEqual(["Your DeployClaw sign-in code"]);
+  expect(subjectsTo(customer, mark)).toEqual(["Your DeployClaw sign-in code"]);
   expect(problems, "no console errors or CSP violations").toEqual([]);
 });
 
@@ -266,7 +267,12 @@ test("the audit page shows what happened, then new events live, with pause, filt
   const before = await rows.count();
   await other.getByRole("button", { name: "Delete agent watched" }).click();
   await expect(other.getByTestId("agent-row").filter({ hasText: "watched" })).toHaveCount(0);
-  await page.waitForTimeout(500);
+  // The deletion has reached the live viewers (the other tab's audit page shows it), yet the paused view has
+  // not moved. (Viewing adds no audit event; an export would.)
+  await other.goto("/dashboard/audit");
+  await waitForHydration(other);
+  await expect(other.getByTestId("audit-row").first()).toContainText("agent.deleted");
+  await expect(other.getByTestId("audit-row").first()).toContainText("watched");
   await expect(rows).toHaveCount(before);
   await page.getByTestId("pause").click();
   await expect(page.getByTestId("live-state")).toHaveText("Live");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::Agents;
@@ -53,17 +54,48 @@ pub struct Report {
     pub orphans: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+/// Where the reconciler reads the time: the platform clock, or a clock a test moves by hand.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Reconciler {
     agents: Agents,
     policy: Policy,
+    clock: Clock,
     /// Set after the first pass, which also finishes stops and deletes a platform restart interrupted.
     started: Arc<AtomicBool>,
+    /// True once the runtime's events are followed (see [`Reconciler::following_events`]).
+    following: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("policy", &self.policy).finish_non_exhaustive()
+    }
 }
 
 impl Reconciler {
     pub fn new(agents: Agents, policy: Policy) -> Self {
-        Self { agents, policy, started: Arc::default() }
+        Self {
+            agents,
+            policy,
+            clock: Arc::new(crate::db::now),
+            started: Arc::default(),
+            following: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Reads the time from `clock` instead of the platform clock (crash windows and backoff are measured on it).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Resolves once [`Reconciler::run`] follows the runtime's events: a container that stops after this is
+    /// seen without waiting for the next periodic pass.
+    pub async fn following_events(&self) {
+        let mut rx = self.following.subscribe();
+        let _ = rx.wait_for(|following| *following).await;
     }
 
     /// Runs passes every `every`, and at once when the runtime reports that one of our containers stopped or
@@ -72,7 +104,11 @@ impl Reconciler {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (tx, mut attention) = tokio::sync::mpsc::channel(64);
-        let watcher = self.agents.runtime().cloned().map(|runtime| tokio::spawn(watch_events(runtime, tx)));
+        let watcher = self
+            .agents
+            .runtime()
+            .cloned()
+            .map(|runtime| tokio::spawn(watch_events(runtime, tx, self.following.clone())));
         let _stop_watcher = watcher.map(AbortOnDrop);
         loop {
             tokio::select! {
@@ -89,7 +125,7 @@ impl Reconciler {
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciler pass failed");
                     let orphans = self.agents.reconciler_status().map(|s| s.orphans).unwrap_or_default();
-                    let at = crate::db::now();
+                    let at = (self.clock)();
                     self.agents.note_reconciled(super::ReconcilerStatus { at, error: Some(e.to_string()), orphans });
                 }
             }
@@ -112,7 +148,7 @@ impl Reconciler {
             match runtime.inspect_container(&name).await? {
                 // A deploy in flight creates its container itself; do not race it.
                 None if agent.status == AgentStatus::Provisioning
-                    && crate::db::now() - agent.updated_at < chrono::Duration::seconds(60) => {}
+                    && (self.clock)() - agent.updated_at < chrono::Duration::seconds(60) => {}
                 None => {
                     tracing::warn!(agent = %agent.id, container = %name, "agent container missing; recreating it");
                     self.agents.recreate(&agent).await?;
@@ -132,7 +168,7 @@ impl Reconciler {
                         Ok(Ok(s)) => self.agents.record_metric(
                             agent.id,
                             super::MetricPoint {
-                                at: crate::db::now(),
+                                at: (self.clock)(),
                                 cpu_percent: s.cpu_percent,
                                 memory_bytes: s.memory_bytes,
                                 pids: s.pids,
@@ -151,7 +187,7 @@ impl Reconciler {
                 report.orphans.push(c.name);
             }
         }
-        let status = super::ReconcilerStatus { at: crate::db::now(), error: None, orphans: report.orphans.clone() };
+        let status = super::ReconcilerStatus { at: (self.clock)(), error: None, orphans: report.orphans.clone() };
         self.agents.note_reconciled(status);
         Ok(report)
     }
@@ -164,7 +200,7 @@ impl Reconciler {
     ) -> Result<(), super::AgentError> {
         let runtime = self.agents.runtime().cloned().ok_or(super::AgentError::NoRuntime)?;
         let db = self.agents.db();
-        let now = crate::db::now();
+        let now = (self.clock)();
         let window = chrono::Duration::from_std(self.policy.window).unwrap_or(chrono::Duration::MAX);
         // The runtime's FinishedAt names this exit, so a pass after a platform restart does not count it again.
         let exit = status.finished_at.clone().unwrap_or_else(|| "unknown".into());
@@ -225,14 +261,36 @@ impl Drop for AbortOnDrop {
 }
 
 /// Follows the runtime's events for our containers and signals `attention` when one stopped or vanished;
-/// reconnects after a pause (1 s, doubling to 60 s) when the stream ends or fails.
-async fn watch_events(runtime: Arc<dyn crate::runtime::ContainerRuntime>, attention: tokio::sync::mpsc::Sender<()>) {
+/// reconnects after a pause (1 s, doubling to 60 s) when the stream ends or fails, asking for everything since
+/// the previous stream ended. `following` is true from the first subscription on.
+async fn watch_events(
+    runtime: Arc<dyn crate::runtime::ContainerRuntime>,
+    attention: tokio::sync::mpsc::Sender<()>,
+    following: Arc<tokio::sync::watch::Sender<bool>>,
+) {
     let mut pause = Duration::from_secs(1);
+    let mut since = std::time::SystemTime::now();
     loop {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        let stream = runtime.watch(LABEL_MANAGED, "true", tx);
+        let (subscribed, accepted) = tokio::sync::oneshot::channel();
+        let stream = runtime.watch(LABEL_MANAGED, "true", since, tx, subscribed);
         let forward = async {
-            while let Some(event) = rx.recv().await {
+            let mut accepted = Some(accepted);
+            loop {
+                let event = match accepted.as_mut() {
+                    Some(subscription) => tokio::select! {
+                        answer = subscription => {
+                            accepted = None;
+                            if answer.is_ok() {
+                                following.send_replace(true);
+                            }
+                            continue;
+                        }
+                        event = rx.recv() => event,
+                    },
+                    None => rx.recv().await,
+                };
+                let Some(event) = event else { return };
                 if event.needs_attention() {
                     tracing::debug!(container = %event.name, action = %event.action, "runtime event");
                     if attention.try_send(()).is_err() && attention.is_closed() {
@@ -242,6 +300,7 @@ async fn watch_events(runtime: Arc<dyn crate::runtime::ContainerRuntime>, attent
             }
         };
         let (result, ()) = tokio::join!(stream, forward);
+        since = std::time::SystemTime::now();
         if attention.is_closed() {
             return;
         }

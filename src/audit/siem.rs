@@ -514,12 +514,17 @@ struct Backoff {
 
 impl Backoff {
     fn failed(&mut self, settings: &ForwarderSettings) {
+        self.failed_at(settings, tokio::time::Instant::now());
+    }
+
+    /// Records a failure at `now` (the forwarder's clock; tests pass their own).
+    fn failed_at(&mut self, settings: &ForwarderSettings, now: tokio::time::Instant) {
         self.failures = self.failures.saturating_add(1);
         let exp = settings.backoff_initial.saturating_mul(1 << self.failures.saturating_sub(1).min(20));
         let delay = exp.min(settings.backoff_max);
         // Up to a quarter more, so destinations that failed together do not retry in lockstep.
         let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
-        self.next = Some(tokio::time::Instant::now() + delay + jitter);
+        self.next = Some(now + delay + jitter);
     }
 }
 
@@ -696,13 +701,14 @@ mod tests {
         };
         let mut b = Backoff::default();
         let mut delays = Vec::new();
+        // One fixed instant for every failure: the delays are exactly what the backoff chose.
+        let at = tokio::time::Instant::now();
         for _ in 0..6 {
-            let before = tokio::time::Instant::now();
-            b.failed(&settings);
-            delays.push((b.next.unwrap() - before).as_secs_f64());
+            b.failed_at(&settings, at);
+            delays.push((b.next.unwrap() - at).as_secs_f64());
         }
         for (delay, base) in delays.iter().zip([1.0, 2.0, 4.0, 8.0, 8.0, 8.0]) {
-            assert!(*delay >= base && *delay <= base * 1.25 + 0.01, "{delays:?}");
+            assert!(*delay >= base && *delay <= base * 1.25, "{delays:?}");
         }
         assert_eq!(b.failures, 6);
     }

@@ -129,6 +129,27 @@ mod tests {
     }
 
     #[test]
+    fn the_tolerance_is_exactly_five_minutes_either_way() {
+        let s = secret();
+        let secrets = [SecretString::from(s.clone())];
+        let body = b"{}";
+        let signed = 1_800_000_000;
+        let h = header_for(&s, signed, body);
+        // `now` is our clock at delivery, injected: the boundary is tested to the second.
+        for now in [signed - TOLERANCE_SECS, signed, signed + TOLERANCE_SECS] {
+            assert_eq!(verify(Some(&h), body, &secrets, now), Ok(signed), "at {}", now - signed);
+        }
+        for now in [signed - TOLERANCE_SECS - 1, signed + TOLERANCE_SECS + 1, signed + 3600, signed - 3600] {
+            assert_eq!(
+                verify(Some(&h), body, &secrets, now),
+                Err(SignatureError::OutsideTolerance),
+                "at {}",
+                now - signed
+            );
+        }
+    }
+
+    #[test]
     fn any_v1_under_any_configured_secret_verifies() {
         let (old, new) = (secret(), secret());
         let body = b"{}";

@@ -366,7 +366,14 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    async fn watch(&self, label: &str, value: &str, events: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()> {
+    async fn watch(
+        &self,
+        label: &str,
+        value: &str,
+        since: std::time::SystemTime,
+        events: tokio::sync::mpsc::Sender<ContainerEvent>,
+        following: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         /// An event is a small JSON object; a longer line means the stream is not what we think it is.
         const MAX_LINE: usize = 256 * 1024;
@@ -374,8 +381,13 @@ impl ContainerRuntime for DockerRuntime {
         let filters = serde_json::json!({ "label": [format!("{label}={value}")], "type": ["container"] }).to_string();
         let mut s = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| unreachable(e.to_string()))?;
         // HTTP/1.0: the body is the raw stream of JSON lines, never chunked.
-        let request = format!("GET /events?filters={} HTTP/1.0\r\nHost: docker\r\n\r\n", urlencode(&filters));
+        // `since` makes the runtime replay what it logged from then on (Podman sends no answer head before its
+        // first event, so the subscription itself is the only point we can count from).
+        let since = since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let request =
+            format!("GET /events?since={since}&filters={} HTTP/1.0\r\nHost: docker\r\n\r\n", urlencode(&filters));
         s.write_all(request.as_bytes()).await.map_err(|e| unreachable(e.to_string()))?;
+        let _ = following.send(());
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         let mut in_body = false;

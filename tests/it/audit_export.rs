@@ -9,21 +9,24 @@ use deployclaw::db::{AgentId, ClientId, Db, UserId};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 
-use crate::support::{db_test, new_client};
+use crate::support::{db_test, eventually, new_client};
 
 fn action(s: &str) -> ActionType {
     ActionType::parse(s).unwrap()
 }
 
-/// Appends `n` events of `client` (with a pause so that each has its own time) and returns them, oldest first.
+/// Appends `n` events of `client`, each at a later time than the one before (the platform clock has moved on
+/// before the next is appended), and returns them, oldest first.
 pub async fn append_events(db: &Db, client: ClientId, n: usize, agent: Option<AgentId>) -> Vec<AuditEvent> {
     for i in 0..n {
+        let before = deployclaw::db::now();
         let mut e = NewEvent::new(Some(client), Actor::Platform, action("agent.tested")).metadata(json!({ "n": i }));
         if let Some(a) = agent {
             e = e.agent(a);
         }
         audit::append(db, e).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Stored times have microseconds: wait for the clock to pass the appended event's time.
+        crate::support::eventually("the clock moves on", async || deployclaw::db::now() > before).await;
     }
     all_events(db, client).await
 }
@@ -308,8 +311,8 @@ fn test_settings() -> ForwarderSettings {
         batch_size: 7,
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
-        connect_timeout: Duration::from_secs(2),
-        io_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(30),
+        io_timeout: Duration::from_secs(60),
         hostname: "deployclaw.test".into(),
         ..ForwarderSettings::default()
     }
@@ -335,7 +338,7 @@ fn https(url: url::Url, ca_pem: Option<String>) -> NewDestination {
     }
 }
 
-/// Runs the forwarder until `destination`'s cursor reaches `last` (at most 30 s), then stops it.
+/// Runs the forwarder until `destination`'s cursor reaches `last`, then stops it.
 async fn forward_until(
     db: &Db,
     destination: &Destination,
@@ -346,27 +349,17 @@ async fn forward_until(
     let task = tokio::spawn(siem::run(db.clone(), settings, async move {
         let _ = stopped.await;
     }));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let done = loop {
+    let mut done = None;
+    eventually("delivered up to the last event", async || {
         let d = siem::get(db, destination.client_id, destination.id).await.unwrap();
-        if d.cursor == last {
-            break d;
-        }
-        assert!(std::time::Instant::now() < deadline, "not delivered within 30 s: {d:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        let delivered = d.cursor == last;
+        done = Some(d);
+        delivered
+    })
+    .await;
     let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(5), task).await.expect("the forwarder stops").unwrap();
-    done
-}
-
-/// Waits (at most 10 s) until `check` holds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(crate::support::PATIENCE, task).await.expect("the forwarder stops").unwrap();
+    done.expect("read at least once")
 }
 
 /// The event id carried by a syslog message, after checking the RFC 5424 header and that the structured data
@@ -473,7 +466,7 @@ db_test!(a_syslog_receiver_that_is_down_at_first_gets_every_event_once_it_is_up,
     })
     .await;
     let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    tokio::time::timeout(crate::support::PATIENCE, task).await.unwrap().unwrap();
     eventually("the receiver reads every frame", async || receiver.messages().len() >= events.len()).await;
     let ids: Vec<i64> = receiver.messages().iter().map(|m| syslog_event(m, acme)).collect();
     assert_eq!(ids, events.iter().map(|e| e.id.0).collect::<Vec<_>>());

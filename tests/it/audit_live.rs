@@ -8,27 +8,28 @@ use deployclaw::audit::{self, ActionType, Actor, AuditEvent, NewEvent};
 use deployclaw::db::{AuditEventId, ClientId, Db, DbError};
 use futures_util::{Stream, StreamExt};
 
-use crate::support::{db_test, new_client};
+use crate::support::{db_test, eventually, new_client, PATIENCE};
 
 async fn add(db: &Db, client: Option<ClientId>, action: &'static str, target: &str) -> AuditEventId {
     audit::append(db, NewEvent::new(client, Actor::Platform, ActionType::known(action)).target(target)).await.unwrap()
 }
 
-/// The next `n` events (each within 10 s).
+/// The next `n` events (each waited for at most [`PATIENCE`]).
 async fn take(stream: &mut (impl Stream<Item = Result<AuditEvent, DbError>> + Unpin), n: usize) -> Vec<AuditEvent> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
-        out.push(next.expect("an event within 10 s").expect("the stream is open").expect("no database error"));
+        let next = tokio::time::timeout(PATIENCE, stream.next()).await;
+        out.push(next.expect("an event").expect("the stream is open").expect("no database error"));
     }
     out
 }
 
-/// Nothing more arrives within a short wait.
-async fn quiet(stream: &mut (impl Stream<Item = Result<AuditEvent, DbError>> + Unpin)) {
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(400), stream.next()).await {
-        panic!("unexpected event: {extra:?}");
-    }
+/// Nothing else is pending for the viewer: a marker event appended now is the very next one it gets (the
+/// stream is in id order, so anything it should not have sent, or sent twice, would come first).
+async fn quiet(stream: &mut (impl Stream<Item = Result<AuditEvent, DbError>> + Unpin), db: &Db, client: ClientId) {
+    let marker = add(db, Some(client), "agent.tested", "quiet-marker").await;
+    let next = take(stream, 1).await.remove(0);
+    assert_eq!(next.id, marker, "unexpected event before the marker: {next:?}");
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -46,7 +47,7 @@ db_test!(a_viewer_gets_a_backfill_then_each_new_event_of_its_own_tenant_once, |t
     let mut stream = Box::pin(live::follow(t.db.clone(), acme, Filter::default(), None, HOUR));
     let backfill = take(&mut stream, 3).await;
     assert_eq!(backfill.iter().map(|e| e.id).collect::<Vec<_>>(), before, "oldest first");
-    quiet(&mut stream).await;
+    quiet(&mut stream, &t.db, acme).await;
 
     let a = add(&t.db, Some(acme), "agent.stopped", "bot-0").await;
     add(&t.db, Some(globex), "agent.stopped", "their-bot").await;
@@ -54,7 +55,7 @@ db_test!(a_viewer_gets_a_backfill_then_each_new_event_of_its_own_tenant_once, |t
     let live = take(&mut stream, 2).await;
     assert_eq!(live.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b]);
     assert!(live.iter().all(|e| e.client_id == Some(acme)), "never another tenant's event");
-    quiet(&mut stream).await;
+    quiet(&mut stream, &t.db, acme).await;
 });
 
 db_test!(resuming_after_an_id_repeats_nothing_and_misses_nothing, |t| {
@@ -67,13 +68,13 @@ db_test!(resuming_after_an_id_repeats_nothing_and_misses_nothing, |t| {
     let mut resumed = Box::pin(live::follow(t.db.clone(), acme, Filter::default(), Some(ids[1]), HOUR));
     let got = take(&mut resumed, 3).await;
     assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..]);
-    quiet(&mut resumed).await;
+    quiet(&mut resumed, &t.db, acme).await;
 });
 
 db_test!(concurrent_writers_reach_a_viewer_complete_and_in_order, |t| {
     let acme = new_client(&t.db, "acme").await.id;
     let mut stream = Box::pin(live::follow(t.db.clone(), acme, Filter::default(), None, HOUR));
-    quiet(&mut stream).await; // empty backfill; subscribed
+    quiet(&mut stream, &t.db, acme).await; // an empty backfill
     let writers = (0..4).map(|w| {
         let db = t.db.clone();
         tokio::spawn(async move {
@@ -89,8 +90,8 @@ db_test!(concurrent_writers_reach_a_viewer_complete_and_in_order, |t| {
     let ids: Vec<i64> = got.iter().map(|e| e.id.0).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing: no duplicates, in order");
     let stored = audit::recent(&t.db, acme, None, 500).await.unwrap();
-    assert_eq!(got.len(), stored.len(), "every stored event was delivered");
-    quiet(&mut stream).await;
+    assert_eq!(got.len() + 1, stored.len(), "every stored event was delivered (and the marker before them)");
+    quiet(&mut stream, &t.db, acme).await;
 });
 
 db_test!(filters_narrow_the_backfill_and_the_live_events, |t| {
@@ -105,7 +106,7 @@ db_test!(filters_narrow_the_backfill_and_the_live_events, |t| {
     add(&t.db, Some(acme), "auth.signed_out", "ada@acme.example").await;
     let next = add(&t.db, Some(acme), "agent.restarted", "support-bot").await;
     assert_eq!(take(&mut stream, 1).await[0].id, next);
-    quiet(&mut stream).await;
+    quiet(&mut stream, &t.db, acme).await;
 
     // Text (case-insensitive, `_` and `%` literal), exact action, actor kind, and a closed time range.
     let search = |f: Filter| {
@@ -117,7 +118,8 @@ db_test!(filters_narrow_the_backfill_and_the_live_events, |t| {
     assert_eq!(search(Filter { action: Some("auth.signed_in".into()), ..Filter::default() }).await.len(), 1);
     assert_eq!(search(Filter { action: Some("auth.signed".into()), ..Filter::default() }).await.len(), 0, "exact");
     assert_eq!(search(Filter { actor_kind: Some("user".into()), ..Filter::default() }).await.len(), 0);
-    assert_eq!(search(Filter { actor_kind: Some("platform".into()), ..Filter::default() }).await.len(), 5);
+    // Five events and the `quiet` marker.
+    assert_eq!(search(Filter { actor_kind: Some("platform".into()), ..Filter::default() }).await.len(), 6);
     let past = Filter {
         from: Some(deployclaw::db::now() - chrono::Duration::hours(2)),
         to: Some(deployclaw::db::now() - chrono::Duration::hours(1)),
@@ -125,7 +127,7 @@ db_test!(filters_narrow_the_backfill_and_the_live_events, |t| {
     };
     assert!(search(past.clone()).await.is_empty());
     let mut history = Box::pin(live::follow(t.db.clone(), acme, past, None, HOUR));
-    let end = tokio::time::timeout(Duration::from_secs(5), history.next()).await.expect("ends at once");
+    let end = tokio::time::timeout(PATIENCE, history.next()).await.expect("ends without waiting for events");
     assert!(end.is_none(), "a range in the past is history: the stream ends");
 });
 
@@ -137,7 +139,17 @@ async fn postgres_fans_out_across_connection_pools() {
     let other = Db::connect(&t.config).await.unwrap();
     let acme = new_client(&t.db, "acme").await.id;
     let mut stream = Box::pin(live::follow(other.clone(), acme, Filter::default(), None, HOUR));
-    quiet(&mut stream).await; // subscribed, listener connected
+    quiet(&mut stream, &t.db, acme).await; // the backfill has been read
+                                           // The other pool's LISTEN is in place (a database fact): the next append can only reach it by NOTIFY.
+    eventually("the other pool LISTENs", async || {
+        t.raw_count(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'LISTEN%deployclaw_audit%'",
+        )
+        .await
+            >= 1
+    })
+    .await;
     let id = add(&t.db, Some(acme), "agent.deployed", "bot").await;
     assert_eq!(take(&mut stream, 1).await[0].id, id);
     drop(stream);

@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use deployclaw::agents::Agents;
@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use crate::gateway::{agent_json, agent_with_token, ctx};
 use crate::mail::SmtpServer;
 use crate::providers::{Reply, StandIn};
-use crate::support::{db_test, fresh_proof, new_client, test_keyring, TestDb, Which};
+use crate::support::{db_test, eventually, fresh_proof, new_client, test_keyring, TestDb, Which};
 
 /// gpt-4o at 2.50 / 10.00 USD per million: the stand-in's 1,000 in + 500 out cost 7,500 micro-dollars.
 const OPENAI_CALL: u64 = 7_500;
@@ -96,9 +96,9 @@ async fn llm_with(
         openai_base_url: standin.base_url(),
         anthropic_base_url: standin.base_url(),
         prices: prices(),
-        connect_timeout: Duration::from_secs(5),
-        answer_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(30),
+        answer_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
         plans,
     };
     let gateway = LlmGateway::new(db.clone(), vault.clone(), mailer, settings).unwrap();
@@ -137,7 +137,7 @@ async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
         let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         Answer { status, headers, body: String::from_utf8_lossy(&body).to_string() }
     };
-    tokio::time::timeout(Duration::from_secs(15), run).await.expect("the gateway answers within 15 s")
+    tokio::time::timeout(Duration::from_secs(90), run).await.expect("the gateway answers within 90 s")
 }
 
 fn chat(model: &str, stream: bool) -> Vec<u8> {
@@ -164,64 +164,49 @@ async fn anthropic(l: &Llm, stream: bool) -> Answer {
     send(l.addr, "POST", "/v1/messages", &[("x-api-key", &l.token)], body.to_string().into_bytes()).await
 }
 
-/// Waits (up to 10 s) until the day's counters show `calls` calls: accounting runs after the answer ends.
+/// Waits until the day's counters show `calls` calls: accounting runs after the answer ends.
 async fn spend_after(l: &Llm, calls: u64) -> spend::DaySpend {
     wait_for_spend(&l.db, l.client, l.agent, calls).await
 }
 
 async fn wait_for_spend(db: &Db, client: ClientId, agent: AgentId, calls: u64) -> spend::DaySpend {
-    let start = Instant::now();
-    loop {
-        let s = spend::day(db, client, agent, spend::today()).await.unwrap();
-        if s.calls >= calls {
-            return s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{calls} calls not accounted within 10 s: {s:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut day = spend::DaySpend::default();
+    eventually(&format!("{calls} calls accounted"), async || {
+        day = spend::day(db, client, agent, spend::today()).await.unwrap();
+        day.calls >= calls
+    })
+    .await;
+    day
 }
 
-/// The agent's `gateway.llm_call` events (waiting up to 10 s for `count`), oldest first.
+/// The agent's `gateway.llm_call` events (once there are `count`), oldest first.
 async fn calls(l: &Llm, count: usize) -> Vec<audit::AuditEvent> {
     recorded_calls(&l.db, l.client, count).await
+}
+
+/// The client's events of `action`, oldest first, once there are at least `count`.
+async fn events_of(db: &Db, client: ClientId, action: &str, count: usize) -> Vec<audit::AuditEvent> {
+    let mut events = Vec::new();
+    eventually(&format!("{count} {action} events"), async || {
+        events = audit::recent(db, client, None, 500).await.unwrap();
+        events.retain(|e| e.action_type == action);
+        events.len() >= count
+    })
+    .await;
+    events.reverse();
+    events
 }
 
 /// Waits for `count` recorded calls of the client: a call is recorded after its spend is added and the
 /// gateway's own view of the spend moved, so the next call is admitted on it.
 async fn recorded_calls(db: &Db, client: ClientId, count: usize) -> Vec<audit::AuditEvent> {
-    let start = Instant::now();
-    loop {
-        let mut events: Vec<_> = audit::recent(db, client, None, 500)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action_type == "gateway.llm_call")
-            .collect();
-        if events.len() >= count || start.elapsed() > Duration::from_secs(10) {
-            events.reverse();
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    events_of(db, client, "gateway.llm_call", count).await
 }
 
-/// The client's `gateway.budget_alert` events, waiting up to 10 s for `count` (and 100 ms for more).
+/// The client's `gateway.budget_alert` events, once there are `count` (a call raises at most one alert, so
+/// the caller's count after waiting for each call's own events is exact).
 async fn budget_alerts(l: &Llm, count: usize) -> Vec<audit::AuditEvent> {
-    let start = Instant::now();
-    loop {
-        let alerts: Vec<_> = audit::recent(&l.db, l.client, None, 500)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action_type == "gateway.budget_alert")
-            .collect();
-        if (alerts.len() >= count && start.elapsed() > Duration::from_millis(100))
-            || start.elapsed() > Duration::from_secs(10)
-        {
-            return alerts;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    events_of(&l.db, l.client, "gateway.budget_alert", count).await
 }
 
 db_test!(openai_calls_carry_the_provider_key_and_are_counted, |t| {
@@ -431,9 +416,9 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
         openai_base_url: standin.base_url(),
         anthropic_base_url: standin.base_url(),
         prices: prices(),
-        connect_timeout: Duration::from_secs(5),
-        answer_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(30),
+        answer_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
         plans: None,
     };
     let gateway = LlmGateway::new(t.db.clone(), vault.clone(), None, settings).unwrap();
@@ -466,16 +451,7 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
     let subnet = pool.block(deployed.network_block.unwrap() as u32).unwrap();
 
     let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
-        let start = Instant::now();
-        for _ in 0..100 {
-            if agents.check_health(client, agent.id).await.unwrap().status
-                == deployclaw::db::agents::AgentStatus::Running
-            {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "agent not healthy within 20 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        crate::support::until_healthy(&agents, client, agent.id).await;
         let ip = subnet.host();
         // What the agent holds: its own token where SDKs look for a key, the other credentials as before.
         let given = agent_json(ip, "/probe/env?name=OPENAI_API_KEY").await;

@@ -2,14 +2,13 @@
 
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use deployclaw::email::EmailAddress;
 use deployclaw::identity::codes::{SignInCodes, DEFAULT_TTL};
 use deployclaw::mail::{sign_in_code_email, MailTransport, Mailer, OutgoingEmail};
 use secrecy::SecretString;
 
-use crate::support::{test_keyring, TestDb, Which};
+use crate::support::{eventually, test_keyring, TestDb, Which};
 
 /// Python with aiosmtpd installed; scripts/test (scripts/lib.sh `ensure_smtp_server`) sets it.
 pub const SMTP_PYTHON_ENV: &str = "DEPLOYCLAW_TEST_SMTP_PYTHON";
@@ -33,32 +32,38 @@ impl SmtpServer {
             .kill_on_drop(true)
             .spawn()
             .expect("start aiosmtpd");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(15), "SMTP server did not start listening");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, port, maildir }
+        let mut server = Self { child, port, maildir };
+        eventually("the SMTP server listens", async || {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("aiosmtpd exited with {status}");
+            }
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => false,
+                Err(e) => panic!("connecting to the SMTP server: {e}"),
+            }
+        })
+        .await;
+        server
     }
 
     pub(crate) fn url(&self) -> MailTransport {
         MailTransport::Smtp { url: SecretString::from(format!("smtp://127.0.0.1:{}", self.port)) }
     }
 
-    /// Messages the server has stored, waiting up to 10 s for `count` of them.
+    /// Messages the server has stored, once there are at least `count` of them.
     pub(crate) async fn messages(&self, count: usize) -> Vec<String> {
         let dir: PathBuf = self.maildir.path().join("mail/new");
-        let start = Instant::now();
-        loop {
-            let mut found: Vec<String> = std::fs::read_dir(&dir)
+        let mut found: Vec<String> = Vec::new();
+        eventually(&format!("{count} messages at the SMTP server"), async || {
+            found = std::fs::read_dir(&dir)
                 .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
                 .unwrap_or_default();
-            if found.len() >= count || start.elapsed() > Duration::from_secs(10) {
-                found.sort();
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            found.len() >= count
+        })
+        .await;
+        found.sort();
+        found
     }
 
     pub(crate) async fn stop(mut self) {

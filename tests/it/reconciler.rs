@@ -3,8 +3,8 @@
 //! are reported. Traffic only to the agents' own networks, after a route check (see runtime.rs).
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use deployclaw::agents::reconciler::{Policy, Reconciler};
 use deployclaw::agents::{AgentSettings, Agents};
@@ -18,7 +18,7 @@ use deployclaw::runtime::ContainerRuntime;
 use deployclaw::vault::Vault;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{new_client, test_keyring, TestDb, Which};
+use crate::support::{container_stopped, eventually, new_client, test_keyring, TestDb, Which};
 
 fn ctx() -> RequestContext {
     RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: Some("reconciler-test".into()) }
@@ -40,34 +40,18 @@ async fn crash(ip: Ipv4Addr) {
         s.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(Duration::from_secs(5), send).await.expect("bounded").expect("the agent answers");
+    tokio::time::timeout(Duration::from_secs(30), send).await.expect("bounded").expect("the agent answers");
 }
 
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (at most 10 s) until the agent's container has exited.
+/// Waits until the agent's container has exited.
 async fn exited(s: &Setup, agent: &deployclaw::db::agents::Agent) {
     let name = hardening::names(agent.client_id, agent.id).container;
-    wait_until("exited", Duration::from_secs(10), async || {
-        // Podman can answer 500 ("no such process") while the process it inspects is exiting: ask again.
-        match s.runtime.inspect_container(&name).await {
-            Ok(status) => !status.expect("the container exists").running,
-            Err(e) if e.to_string().contains("no such process") => false,
-            Err(e) => panic!("inspecting {name}: {e}"),
-        }
-    })
-    .await;
+    eventually("exited", async || container_stopped(s.runtime.as_ref(), &name).await).await;
 }
 
-/// Runs reconciler passes until the agent is `running` (at most 20 s).
+/// Runs reconciler passes until the agent is `running`.
 async fn until_running(s: &Setup, reconciler: &Reconciler, agent: &deployclaw::db::agents::Agent, what: &str) {
-    wait_until(what, Duration::from_secs(20), async || {
+    eventually(what, async || {
         reconciler.pass().await.unwrap();
         status(s, agent).await == AgentStatus::Running
     })
@@ -158,17 +142,22 @@ async fn backoff_delays_a_restart() {
         max_crashes: 5,
         window: Duration::from_secs(600),
     };
-    let reconciler = Reconciler::new(s.agents.clone(), policy);
+    // The reconciler's clock moves only when the test moves it: the backoff is measured on it, not on how
+    // long the machine takes.
+    let clock = Arc::new(Mutex::new(deployclaw::db::now()));
+    let read = clock.clone();
+    let reconciler = Reconciler::new(s.agents.clone(), policy).with_clock(Arc::new(move || *read.lock().unwrap()));
+    let advance = |by: chrono::Duration| *clock.lock().unwrap() += by;
     until_running(&s, &reconciler, &agent, "healthy").await;
     crash(ip).await;
     exited(&s, &agent).await;
-    let crashed_at = Instant::now();
     assert!(reconciler.pass().await.unwrap().restarted.is_empty(), "not before the backoff");
-    wait_until("restarted after the backoff", Duration::from_secs(10), async || {
-        !reconciler.pass().await.unwrap().restarted.is_empty()
-    })
-    .await;
-    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "restarted after {:?}", crashed_at.elapsed());
+    let waiting = agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap();
+    assert!(waiting.status_reason.as_deref().unwrap().contains("restarting in 2 s"), "{waiting:?}");
+    advance(chrono::Duration::milliseconds(1999));
+    assert!(reconciler.pass().await.unwrap().restarted.is_empty(), "1.999 s after the crash: still waiting");
+    advance(chrono::Duration::milliseconds(1));
+    assert_eq!(reconciler.pass().await.unwrap().restarted, vec![agent.id], "restarted once the backoff is over");
     s.agents.remove(Actor::Platform, agent.client_id, agent.id, &ctx()).await.unwrap();
     s.t.cleanup().await;
 }
@@ -243,11 +232,13 @@ async fn a_runtime_event_brings_a_crashed_agent_back_without_waiting_for_the_nex
     let reconciler = Reconciler::new(s.agents.clone(), policy);
     until_running(&s, &reconciler, &agent, "healthy").await;
     // Periodic passes once an hour: only the runtime's `die` event can explain a prompt restart. The first
-    // pass runs at once; give the watcher a moment to subscribe before the crash.
+    // pass runs at once; the crash comes once the runtime has accepted the reconciler's subscription.
     let task = tokio::spawn(reconciler.clone().run(Duration::from_secs(3600)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(crate::support::PATIENCE, reconciler.following_events())
+        .await
+        .expect("the reconciler follows the runtime's events");
     crash(ip).await;
-    wait_until("restarted by the event", Duration::from_secs(15), async || {
+    eventually("restarted by the event", async || {
         agents::get(&s.t.db, agent.client_id, agent.id).await.unwrap().restart_count == 1
     })
     .await;
@@ -407,7 +398,7 @@ async fn an_operator_template_deploys_like_a_built_in_one() {
         .unwrap();
     let agent = agents.deploy(Actor::Platform, client.id, agent.id, &ctx()).await.unwrap();
     let reconciler = Reconciler::new(agents.clone(), Policy::default());
-    wait_until("healthy", Duration::from_secs(20), async || {
+    eventually("healthy", async || {
         reconciler.pass().await.unwrap();
         agents::get(&s.t.db, client.id, agent.id).await.unwrap().status == AgentStatus::Running
     })

@@ -9,7 +9,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deployclaw::db::{AgentId, ClientId};
 use deployclaw::runtime::docker::DockerRuntime;
@@ -17,6 +17,8 @@ use deployclaw::runtime::hardening::{self, Template};
 use deployclaw::runtime::subnets::{Pool, Subnet};
 use deployclaw::runtime::{ContainerRuntime, ContainerSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{container_stopped, eventually, not_up_yet};
 
 /// Subnets for tests, apart from the platform's default pool.
 const TEST_POOL: Pool = Pool { base: Ipv4Addr::new(10, 214, 0, 0), blocks: 4096 };
@@ -58,7 +60,7 @@ fn primary_host_address() -> Ipv4Addr {
     route.split_whitespace().skip_while(|w| *w != "src").nth(1).and_then(|a| a.parse().ok()).expect("a source address")
 }
 
-/// One HTTP/1.1 request to the agent at `ip:port`, bounded by 10 s. Returns (status, body).
+/// One HTTP/1.1 request to the agent at `ip:port`, bounded by 30 s. Returns (status, body).
 async fn http(ip: Ipv4Addr, port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     assert_routed_to_a_local_bridge(ip);
     let exchange = async {
@@ -75,9 +77,9 @@ async fn http(ip: Ipv4Addr, port: u16, method: &str, path: &str) -> std::io::Res
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((status, body))
     };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 async fn json(ip: Ipv4Addr, path: &str) -> serde_json::Value {
@@ -102,7 +104,8 @@ async fn start(rt: &DockerRuntime, t: &Template, cpus_milli: u32) -> Deployed {
         let subnet = subnet();
         match rt.ensure_network(&hardening::network_spec(client, agent, subnet)).await {
             Ok(()) => break subnet,
-            Err(e) if attempt < 5 => {
+            // A network left behind by an interrupted earlier run may hold the subnet: only that is retried.
+            Err(e) if attempt < 5 && e.to_string().contains("already") => {
                 attempt += 1;
                 eprintln!("subnet {subnet} unavailable ({e}); trying another");
             }
@@ -125,15 +128,13 @@ async fn deploy(rt: &DockerRuntime) -> Deployed {
 }
 
 async fn wait_healthy(d: &Deployed) {
-    let start = Instant::now();
-    for _ in 0..50 {
-        if let Ok((200, _)) = http(d.subnet.host(), 8080, "GET", "/healthz").await {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "agent not healthy within 20 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("agent not healthy after 50 tries");
+    eventually("the agent answers /healthz", async || match http(d.subnet.host(), 8080, "GET", "/healthz").await {
+        Ok((200, _)) => true,
+        Ok((status, body)) => panic!("/healthz answered {status}: {body}"),
+        Err(e) if not_up_yet(&e) => false,
+        Err(e) => panic!("/healthz: {e}"),
+    })
+    .await;
 }
 
 async fn remove(rt: &DockerRuntime, d: &Deployed) {
@@ -253,9 +254,9 @@ async fn agents_cannot_reach_each_other_or_anything_but_their_gateway() {
         let listener = tokio::net::TcpListener::bind((a.subnet.gateway(), 0)).await.expect("bind on the gateway");
         let port = listener.local_addr().unwrap().port();
         let accept =
-            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(10), listener.accept()).await });
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(60), listener.accept()).await });
         let to_gateway =
-            json(a.subnet.host(), &format!("/connect?host={}&port={port}&timeout_ms=3000", a.subnet.gateway())).await;
+            json(a.subnet.host(), &format!("/connect?host={}&port={port}&timeout_ms=5000", a.subnet.gateway())).await;
         assert_eq!(to_gateway["connected"], true, "the gateway is reachable: {to_gateway}");
         assert!(accept.await.unwrap().is_ok());
 
@@ -305,15 +306,8 @@ async fn lifecycle_calls_are_idempotent_and_report_state() {
         // A crash is seen as an exit with the agent's status.
         let (code, _) = http(d.subnet.host(), 8080, "POST", "/crash").await.unwrap();
         assert_eq!(code, 200);
-        let start = Instant::now();
-        let exited = loop {
-            let s = rt.inspect_container(&d.spec.name).await.unwrap().unwrap();
-            if !s.running {
-                break s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "the container did not exit");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        eventually("the container exits", async || container_stopped(&rt, &d.spec.name).await).await;
+        let exited = rt.inspect_container(&d.spec.name).await.unwrap().unwrap();
         assert_eq!(exited.exit_code, Some(3), "{exited:?}");
         let logs = rt.logs(&d.spec.name, 50).await.unwrap();
         assert!(logs.iter().any(|l| l.contains("crashing on request")), "{logs:?}");

@@ -197,3 +197,58 @@ pub fn fresh_proof(client: deployclaw::db::ClientId) -> deployclaw::vault::Fresh
     auth.second_factor_passed(client, user_id, now);
     deployclaw::vault::FreshTwoFactor::from_session(&auth, now).expect("fresh")
 }
+
+/// How long a test waits for something it expects to happen (a container to answer, an event to be written,
+/// a background task to act). Generous on purpose: the suite must pass on a loaded machine, so no test may
+/// pass or fail by how fast the machine is; a wait that runs out is a failure, never a pass.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Polls `check` until it holds (every 50 ms); fails naming `what` once [`PATIENCE`] has passed. Polling for an
+/// observable state is the only waiting a test does: never a fixed sleep in place of the event it needs.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// True for the connection errors of a service that is still starting (nothing listens yet, or its network
+/// is not up yet): the only errors a wait for it may retry.
+pub fn not_up_yet(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | HostUnreachable
+            | NetworkUnreachable
+            | UnexpectedEof
+            | BrokenPipe
+            | TimedOut
+    )
+}
+
+/// Whether the container `name` has stopped. Podman can answer 500 "no such process" while the process it
+/// inspects is exiting: that answer, and only that one, means "not yet".
+pub async fn container_stopped(rt: &dyn deployclaw::runtime::ContainerRuntime, name: &str) -> bool {
+    match rt.inspect_container(name).await {
+        Ok(status) => !status.expect("the container exists").running,
+        Err(e) if e.to_string().contains("no such process") => false,
+        Err(e) => panic!("inspecting {name}: {e}"),
+    }
+}
+
+/// Checks a deployed agent's health (as the reconciler does) until it is `running`.
+pub async fn until_healthy(
+    agents: &deployclaw::agents::Agents,
+    client: deployclaw::db::ClientId,
+    agent: deployclaw::db::AgentId,
+) {
+    use deployclaw::db::agents::AgentStatus;
+    eventually("the agent is healthy", async || {
+        agents.check_health(client, agent).await.unwrap().status == AgentStatus::Running
+    })
+    .await;
+}

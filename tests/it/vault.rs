@@ -84,7 +84,9 @@ db_test!(credentials_round_trip_and_every_step_is_audited, |t| {
         .unwrap();
     assert_eq!(value.expose_secret(), b"sk-test-ROUNDTRIP-value");
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A replacement at a later time than the first write (times are stored to the microsecond).
+    let created = vault.list(acme.client, acme.agent).await.unwrap()[0].created_at;
+    crate::support::eventually("the clock moves on", async || deployclaw::db::now() > created).await;
     put(&vault, &acme, "openai_key", "sk-test-REPLACED-value").await;
     let listed = vault.list(acme.client, acme.agent).await.unwrap();
     assert!(listed[0].updated_at > listed[0].created_at, "replace shows when it was last set");

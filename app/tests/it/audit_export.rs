@@ -15,7 +15,11 @@ fn range() -> (String, String) {
 
 fn export_path(format: &str) -> String {
     let (from, to) = range();
-    format!("/api/audit/export?format={format}&from={}&to={}", enc(&from), enc(&to))
+    export_path_for(format, &from, &to)
+}
+
+fn export_path_for(format: &str, from: &str, to: &str) -> String {
+    format!("/api/audit/export?format={format}&from={}&to={}", enc(from), enc(to))
 }
 
 /// Percent-encodes what an RFC 3339 time needs in a query (`+` and `:`).
@@ -83,17 +87,18 @@ async fn a_member_exports_only_their_own_clients_events() {
     let browser = app.sign_in_as(&member, chrono::Duration::minutes(20)).await;
 
     // A client id in the query is ignored: the session decides whose events these are.
-    let path = format!("{}&client_id={}", export_path("jsonl"), rival.client_id);
+    let (from, to) = range();
+    let path = format!("{}&client_id={}", export_path_for("jsonl", &from, &to), rival.client_id);
     let res = app.get_as(&path, &browser.cookie).await;
     assert_eq!(res.status(), 200);
     let h = res.headers().clone();
     assert_eq!(h["content-type"], "application/x-ndjson");
     assert_eq!(h["cache-control"], "no-store");
-    let today = chrono::Utc::now();
     let disposition = h["content-disposition"].to_str().unwrap();
     assert!(disposition.starts_with("attachment; filename=\"deployclaw-audit-"), "{disposition}");
     assert!(disposition.ends_with(".jsonl\""), "{disposition}");
-    assert!(disposition.contains(&(today - chrono::Duration::days(1)).format("%Y%m%d").to_string()), "{disposition}");
+    let from_day = chrono::DateTime::parse_from_rfc3339(&from).unwrap().format("%Y%m%d").to_string();
+    assert!(disposition.contains(&from_day), "the file is named after the range asked for: {disposition}");
     let text = res.text().await.unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.iter().all(|l| l["client_id"] == json!(owner.client_id)), "another tenant's event: {text}");

@@ -1,12 +1,10 @@
 //! The live audit stream over HTTP: who may open it, what it carries (only the caller's tenant), resuming with
 //! Last-Event-ID, filters checked with clear errors, and history ranges that end.
 
-use std::time::Duration;
-
 use deployclaw::audit::{self, ActionType, Actor, NewEvent};
 use deployclaw::db::users::Role;
 
-use crate::support::TestApp;
+use crate::support::{eventually, TestApp, PATIENCE};
 
 /// One server-sent event.
 #[derive(Debug, Default, Clone)]
@@ -30,10 +28,11 @@ impl Reader {
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
-        tokio::time::timeout(Duration::from_secs(10), req.send()).await.expect("answers").expect("request completes")
+        tokio::time::timeout(PATIENCE, req.send()).await.expect("answers").expect("request completes")
     }
 
-    /// The next event that is not a keep-alive comment, within 10 s; `None` when the stream ended.
+    /// The next event that is not a keep-alive comment (waiting at most [`PATIENCE`]); `None` when the stream
+    /// ended.
     async fn next(&mut self) -> Option<Sse> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -53,10 +52,8 @@ impl Reader {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.res.chunk())
-                .await
-                .expect("an event within 10 s")
-                .expect("the stream reads");
+            let chunk =
+                tokio::time::timeout(PATIENCE, self.res.chunk()).await.expect("an event").expect("the stream reads");
             match chunk {
                 Some(bytes) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
                 None => return None,
@@ -194,11 +191,27 @@ async fn two_servers_on_one_postgres_database_share_the_live_stream() {
     let rival = first.user(None, "owner@globex.example", Role::Owner).await;
     // Sessions live in the shared database: the same browser session works on either server.
     let b = first.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    record(&first, owner.client_id, "agent.tested", "before-the-stream").await;
     let res = Reader::open(&second, &b.cookie, "", None).await;
     assert_eq!(res.status(), 200);
     let mut stream = Reader { res, buf: String::new() };
-    // Nothing yet; then an action through the first server, and the rival's event, which must not show.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The backfill has been read once the earlier event arrives; the second server hears appends once its
+    // LISTEN is in place (a database fact, waited for). Only after both can the next event arrive live.
+    assert_eq!(stream.next_audit().await["target"], "before-the-stream");
+    let mut listening = sqlx::PgConnection::connect(&url).await.unwrap();
+    eventually("the second server LISTENs for audit appends", async || {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%deployclaw_audit%'",
+        )
+        .bind(&name)
+        .fetch_one(&mut listening)
+        .await
+        .unwrap();
+        n >= 1
+    })
+    .await;
+    listening.close().await.unwrap();
+    // Then an action through the first server, and the rival's event, which must not show.
     record(&first, rival.client_id, "agent.deployed", "globex-bot").await;
     let res = first.call("create_agent", Some(&b.cookie), &[("name", "across"), ("template", "test-agent")]).await;
     assert_eq!(res.status(), 200);

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deployclaw");
 
@@ -29,22 +31,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Polls `url` until it answers 200, for at most `limit`.
-async fn wait_ready(url: &str, child: &mut Child, limit: Duration) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    let start = Instant::now();
-    while start.elapsed() < limit {
+/// Polls `url` until it answers 200 (the server is still starting until then); fails if the server exits.
+async fn wait_ready(url: &str, child: &mut Child) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    eventually(&format!("{url} answers 200"), async || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("server exited early with {status}");
         }
-        if let Ok(res) = client.get(url).send().await {
-            if res.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} not ready within {limit:?}");
+        matches!(client.get(url).send().await, Ok(res) if res.status() == 200)
+    })
+    .await;
 }
 
 fn terminate(child: &Child) {
@@ -52,16 +48,14 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    panic!("server did not exit within {limit:?}");
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let mut exited = None;
+    eventually("the server exits", async || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    })
+    .await;
+    exited.expect("exited")
 }
 
 #[test]
@@ -118,7 +112,7 @@ async fn a_failed_migration_stops_startup_with_a_clear_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+    let status = wait_exit(&mut child).await;
     let out = child.wait_with_output().unwrap();
     assert!(!status.success());
     let shown = text(&out);
@@ -138,7 +132,7 @@ async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    wait_ready(&format!("http://127.0.0.1:{port}/readyz"), &mut child, Duration::from_secs(30)).await;
+    wait_ready(&format!("http://127.0.0.1:{port}/readyz"), &mut child).await;
     let page = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
     assert_eq!(page.status(), 200);
     // First start in embedded mode generates the vault key file, readable by its owner only.
@@ -149,7 +143,7 @@ async fn serves_then_stops_cleanly_on_sigterm(extra_env: &[(&str, String)]) {
         assert_eq!(mode & 0o777, 0o600);
     }
     terminate(&child);
-    let status = wait_exit(&mut child, Duration::from_secs(25)).await;
+    let status = wait_exit(&mut child).await;
     let out = child.wait_with_output().unwrap();
     let logs = text(&out);
     assert!(status.success(), "exit {status}: {logs}");
@@ -248,11 +242,12 @@ async fn vault_rotation_survives_being_killed_half_way() {
         v1.put(Actor::Platform, client, agent, &name, value, &proof, None).await.unwrap();
     }
 
-    // Add key 2, start rotating slowly, and kill the process after its first progress report.
+    // Add key 2, start rotating with the longest pause the command allows (a minute) after each batch, and kill
+    // the process as soon as it reports its first batch: it is then in that pause, so the kill lands half way.
     std::fs::write(&key_file, format!("1:{}\n2:{}\n", b64(&k1), b64(&k2))).unwrap();
     let mut child = tokio::process::Command::from({
         let mut cmd = command(dir.path());
-        cmd.args(["vault", "rotate", "--batch-size", "5", "--throttle-ms", "50"])
+        cmd.args(["vault", "rotate", "--batch-size", "5", "--throttle-ms", "60000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
@@ -261,7 +256,7 @@ async fn vault_rotation_survives_being_killed_half_way() {
     .spawn()
     .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), async {
+    let first = tokio::time::timeout(crate::support::PATIENCE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.starts_with("rotated ") {
                 return line;
@@ -270,7 +265,7 @@ async fn vault_rotation_survives_being_killed_half_way() {
         panic!("rotation printed no progress");
     })
     .await
-    .expect("progress within 30 s");
+    .expect("a progress report");
     assert!(first.contains("left below v2"), "{first}");
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();

@@ -59,11 +59,8 @@ impl TestApp {
         let server = tokio::spawn(serve_until_signal(listener, router, Duration::from_secs(5), async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let client =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(PATIENCE).build().unwrap();
         Self { base: format!("http://{addr}"), platform, client, stop: Some(stop), server: Some(server), _dir: dir }
     }
 
@@ -81,11 +78,7 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(10), server)
-                .await
-                .expect("server stops within 10 s")
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(PATIENCE, server).await.expect("the server stops").unwrap().unwrap();
         }
     }
 }
@@ -166,4 +159,18 @@ pub fn session_cookie(res: &reqwest::Response) -> Option<String> {
         let pair = v.split(';').next()?.trim();
         pair.starts_with(deployclaw_app::server::session::DEV_COOKIE).then(|| pair.to_string())
     })
+}
+
+/// How long a test waits for something it expects to happen. Generous on purpose: the suite must pass on a
+/// loaded machine; a wait that runs out is a failure, never a pass.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Polls `check` until it holds (every 50 ms); fails naming `what` once [`PATIENCE`] has passed. Polling for an
+/// observable state is the only waiting a test does: never a fixed sleep in place of the event it needs.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::http::{json_opt_str, json_str, Request};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_ANSWER: u64 = 64 * 1024;
 
 /// The call to make, from the query.

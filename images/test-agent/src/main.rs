@@ -42,7 +42,7 @@ const CRASH_STATUS: i32 = 3;
 /// smoke test), so stay well below it; extra connections get 503 at once.
 const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send its request or read our answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let port = match parse_port(std::env::var("PORT").ok().as_deref()) {

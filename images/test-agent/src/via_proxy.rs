@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::http::{json_opt_str, json_str, Request};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_secs(30);
 /// What is sent through an open tunnel.
 pub const PING: &[u8] = b"ping through the gateway\n";
 
