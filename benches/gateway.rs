@@ -43,6 +43,7 @@ const CONNECTIONS: usize = 32;
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(bench());
+    runtime.block_on(streamed_chunks());
 }
 
 /// Kept-alive connections to one address; a request takes any idle one.
@@ -250,5 +251,168 @@ async fn bench() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Chunks of a streamed answer sent by the paced provider: two at a time (as a model emits tokens in bursts),
+/// each pair `CHUNK_GAP` after the last.
+const CHUNKS: usize = 40;
+const CHUNK_GAP: Duration = Duration::from_millis(10);
+
+/// A provider that streams an OpenAI answer in `CHUNKS` server-sent events, one every `CHUNK_GAP`, each
+/// carrying its number; records when it wrote each one. One connection at a time, at most four.
+async fn paced_provider(sent: Arc<std::sync::Mutex<Vec<Instant>>>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            s.set_nodelay(true).unwrap();
+            // Read the request (head and a small JSON body) before answering.
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut got = 0;
+            loop {
+                let n = s.read(&mut buf[got..]).await.unwrap();
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]);
+                if n == 0 || text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                    break;
+                }
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let chunk = |data: String| format!("{:x}\r\n{data}\r\n", data.len());
+            for n in 0..CHUNKS {
+                if n % 2 == 0 {
+                    tokio::time::sleep(CHUNK_GAP).await;
+                }
+                let event = format!(
+                    "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"<{n}>\"}}}}]}}\n\n"
+                );
+                s.write_all(chunk(event).as_bytes()).await.unwrap();
+                sent.lock().unwrap().push(Instant::now());
+            }
+            let usage = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":40,\"total_tokens\":50}}\n\ndata: [DONE]\n\n";
+            s.write_all(chunk(usage.to_string()).as_bytes()).await.unwrap();
+            s.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+    });
+    addr
+}
+
+/// A streamed model answer through the gateway, read by the agent side: how long after the provider wrote each
+/// chunk it arrived. Same run, same gateway code, once with TCP_NODELAY on the agent's socket (as served) and
+/// once with Nagle's algorithm turned back on (the baseline).
+async fn streamed_chunks() {
+    println!();
+    println!(
+        "streamed answer: {CHUNKS} chunks, two every {} ms from the provider, through the gateway",
+        CHUNK_GAP.as_millis()
+    );
+    for nagle in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            target: DatabaseTarget::Sqlite { path: dir.path().join("stream.db") },
+            max_connections: 4,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let db = deployclaw::db::Db::connect(&config).await.unwrap();
+        db.migrate().await.unwrap();
+        let keyring = Keyring::new([(KeyVersion(1), MasterKey::generate())], "bench").unwrap();
+        let vault = Vault::new(db.clone(), keyring);
+        let agents = Agents::new(db.clone(), vault.clone(), None, Pool::parse("10.219.0.0/24").unwrap());
+        let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+        let email = EmailAddress::parse("owner@stream-bench.example").unwrap();
+        let client =
+            clients::create(&db, NewClient { name: ClientName::parse("stream").unwrap(), email }).await.unwrap().id;
+        let agent = agents
+            .configure(Actor::Platform, client, AgentName::parse("stream").unwrap(), "test-agent", &ctx)
+            .await
+            .unwrap();
+        let token = format!("dca_bench_{}", uuid::Uuid::now_v7().simple());
+        let hash = Sha256::digest(token.as_bytes()).to_vec();
+        agent_rows::set_runtime_state(&db, client, agent.id, AgentStatus::Running, Some("c"), None, Some(&hash))
+            .await
+            .unwrap();
+        let cap = PermissionsInput { max_daily_token_spend_usd: "100".into(), ..Default::default() };
+        agents
+            .update_permissions(Actor::Platform, client, agent.id, Permissions::parse(&cap).unwrap(), &ctx)
+            .await
+            .unwrap();
+        let now = deployclaw::db::now();
+        let user = deployclaw::db::UserId::new();
+        let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id: user }, &ctx, now);
+        auth.second_factor_passed(client, user, now);
+        let proof = FreshTwoFactor::from_session(&auth, now).unwrap();
+        let name = CredentialName::parse("openai_api_key").unwrap();
+        vault
+            .put(Actor::Platform, client, agent.id, &name, b"sk-paced-NOTREAL".to_vec().into(), &proof, None)
+            .await
+            .unwrap();
+
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let provider = paced_provider(sent.clone()).await;
+        let base: url::Url = format!("http://{provider}/v1").parse().unwrap();
+        let prices =
+            PriceTable::new([("gpt-4o".to_string(), ModelPrice::parse("2.50", "10.00").unwrap())].into()).unwrap();
+        let settings = LlmSettings {
+            openai_base_url: base.clone(),
+            anthropic_base_url: base,
+            prices,
+            connect_timeout: Duration::from_secs(5),
+            answer_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            plans: None,
+        };
+        let llm = LlmGateway::new(db.clone(), vault, None, settings).unwrap();
+        let on_accept = nagle.then(|| {
+            deployclaw::gateway::proxy::AcceptObserver(Arc::new(|s: &tokio::net::TcpStream| {
+                s.set_nodelay(false).unwrap()
+            }))
+        });
+        let proxy = EgressProxy::with_llm(db.clone(), ProxySettings { on_accept, ..ProxySettings::default() }, llm);
+        let addr = proxy.listen(client, agent.id, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
+
+        let body = serde_json::json!({"model": "gpt-4o", "stream": true, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Count."}]})
+        .to_string();
+        let mut conn = connect(addr).await;
+        let req = hyper::Request::post("/v1/chat/completions")
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(30), conn.send_request(req)).await.unwrap().unwrap();
+        assert_eq!(res.status(), 200, "the streamed call is answered");
+        let mut body = res.into_body();
+        let mut text = String::new();
+        let mut arrived = vec![None; CHUNKS];
+        while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await.unwrap() {
+            let Ok(data) = frame.unwrap().into_data() else { continue };
+            let at = Instant::now();
+            text.push_str(&String::from_utf8_lossy(&data));
+            for (n, slot) in arrived.iter_mut().enumerate() {
+                if slot.is_none() && text.contains(&format!("<{n}>")) {
+                    *slot = Some(at);
+                }
+            }
+        }
+        let sent = sent.lock().unwrap().clone();
+        let mut delays: Vec<Duration> = arrived
+            .iter()
+            .zip(&sent)
+            .map(|(a, s)| a.expect("every chunk arrived").saturating_duration_since(*s))
+            .collect();
+        delays.sort_unstable();
+        println!(
+            "{:>24}: chunk delay provider -> agent p50 {}  p90 {}  max {}",
+            if nagle { "baseline, Nagle on" } else { "TCP_NODELAY (served)" },
+            ms(percentile(&delays, 0.5)),
+            ms(percentile(&delays, 0.9)),
+            ms(*delays.last().unwrap())
+        );
     }
 }

@@ -81,8 +81,10 @@ prune_build_cache() {
 }
 
 build_release() {
-  log "building the release server and WASM bundle (cargo leptos build --release)"
-  (cd "$ROOT" && cargo leptos build --release)
+  # --precompress writes .br and .gz beside every site file (served by Accept-Encoding); hash-files in
+  # Cargo.toml names the bundle by content and writes hash.txt beside the server binary.
+  log "building the release server and WASM bundle (cargo leptos build --release --precompress)"
+  (cd "$ROOT" && cargo leptos build --release --precompress)
 }
 
 # PostgreSQL for the database tests: Debian's server, a local cluster started without systemd, and a

@@ -128,6 +128,14 @@ pub struct AuthConfig {
     pub code_ttl: Duration,
 }
 
+/// Default time a client has to send a request head (and to start its next request on a kept-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a whole request body has to arrive.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open web connections, all clients together.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on open web connections from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Socket the HTTP server binds.
@@ -138,6 +146,14 @@ pub struct ServerConfig {
     pub site_root: PathBuf,
     /// How long in-flight requests get to finish after SIGTERM/Ctrl-C.
     pub shutdown_grace: Duration,
+    /// Time a client has to send a request's head, and to start its next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Time a whole request body has to arrive, counted from its head.
+    pub request_body_timeout: Duration,
+    /// Open connections to the web listener at most, all clients together.
+    pub max_connections: usize,
+    /// Open connections at most from one client address (a trusted reverse proxy is exempt).
+    pub max_connections_per_address: usize,
 }
 
 impl ServerConfig {
@@ -357,6 +373,10 @@ struct RawServer {
     public_url: Option<String>,
     site_root: PathBuf,
     shutdown_grace_secs: u64,
+    header_read_timeout_secs: u64,
+    request_body_timeout_secs: u64,
+    max_connections: usize,
+    max_connections_per_address: usize,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -394,6 +414,10 @@ impl Default for RawConfig {
                 public_url: None,
                 site_root: PathBuf::from("target/site"),
                 shutdown_grace_secs: 20,
+                header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+                request_body_timeout_secs: DEFAULT_REQUEST_BODY_TIMEOUT.as_secs(),
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             },
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
@@ -554,6 +578,21 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     if raw.server.shutdown_grace_secs > 300 {
         return Err(ConfigError::invalid("server.shutdown_grace_secs", "must be at most 300 seconds"));
     }
+    if !(1..=300).contains(&raw.server.header_read_timeout_secs) {
+        return Err(ConfigError::invalid("server.header_read_timeout_secs", "must be between 1 and 300 seconds"));
+    }
+    if !(1..=3600).contains(&raw.server.request_body_timeout_secs) {
+        return Err(ConfigError::invalid("server.request_body_timeout_secs", "must be between 1 and 3600 seconds"));
+    }
+    if !(16..=1_000_000).contains(&raw.server.max_connections) {
+        return Err(ConfigError::invalid("server.max_connections", "must be between 16 and 1000000"));
+    }
+    if !(1..=raw.server.max_connections).contains(&raw.server.max_connections_per_address) {
+        return Err(ConfigError::invalid(
+            "server.max_connections_per_address",
+            "must be between 1 and server.max_connections",
+        ));
+    }
     if raw.data_dir.as_os_str().is_empty() {
         return Err(ConfigError::invalid("data_dir", "must not be empty"));
     }
@@ -652,6 +691,10 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
             public_url,
             site_root: raw.server.site_root,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+            header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
+            request_body_timeout: Duration::from_secs(raw.server.request_body_timeout_secs),
+            max_connections: raw.server.max_connections,
+            max_connections_per_address: raw.server.max_connections_per_address,
         },
         database: DatabaseConfig {
             target,

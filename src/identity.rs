@@ -5,8 +5,10 @@
 //!   sign-in records ([`devices`], new-device alerts);
 //! - [`session`]: the stages of a sign-in, the timing rules that end sessions, and their database store;
 //! - [`team`]: roles within a client, and the platform's operators;
-//! - [`throttle`]: the database-backed limit on sending and guessing, shared by every factor.
+//! - [`throttle`]: the database-backed limit on sending and guessing, shared by every factor;
+//! - [`argon`]: the bounded pool that does every argon2id hash, with its memory held once per worker.
 
+pub mod argon;
 pub mod codes;
 pub mod devices;
 pub mod recovery;

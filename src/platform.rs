@@ -141,7 +141,9 @@ impl Platform {
         let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
         let codes = SignInCodes::new(db.clone(), &keyring, config.auth.code_ttl);
         let sign_in = SignIn::new(db.clone(), codes, mailer.clone());
-        let two_factor = TwoFactor::new(db.clone(), keyring.clone(), mailer.clone());
+        // Every argon2id hash of the platform runs here: bounded threads, memory held once per worker.
+        let argon = crate::identity::argon::ArgonPool::for_this_machine();
+        let two_factor = TwoFactor::new(db.clone(), keyring.clone(), mailer.clone(), argon);
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);

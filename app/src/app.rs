@@ -1,7 +1,8 @@
-//! The document shell, the router, and the route table.
+//! The app: its head tags, the router, and the route table. (The document around it is rendered by the server:
+//! `server/document.rs`.)
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Link, Meta, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
@@ -12,32 +13,11 @@ use crate::pages::dashboard::{
 use crate::pages::sign_in::{EnrollPage, SignInPage, SignUpPage, VerifyPage};
 use crate::pages::{LandingPage, NotFoundPage, SecurityPage};
 
-/// The HTML document rendered around the app on the server. The hydration scripts carry the per-request
-/// CSP nonce (provided by the server as context), so no inline script runs without it.
-pub fn shell(options: LeptosOptions) -> impl IntoView {
-    view! {
-        <!DOCTYPE html>
-        <html lang="en">
-            <head>
-                <meta charset="utf-8" />
-                <meta name="viewport" content="width=device-width, initial-scale=1" />
-                <meta name="color-scheme" content="dark light" />
-                <HydrationScripts options />
-                <MetaTags />
-            </head>
-            <body>
-                <App />
-            </body>
-        </html>
-    }
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/deployclaw.css" />
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg" />
         <Meta
             name="description"

@@ -6,13 +6,15 @@ pub mod audit_stream;
 pub mod billing_return;
 pub mod billing_webhook;
 mod cli;
+pub mod document;
 pub mod headers;
+pub mod listener;
 pub mod router;
 pub mod security;
 pub mod session;
+pub mod static_files;
 pub mod telemetry;
 
-use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -222,7 +224,22 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(path = %path.display(), "using the embedded SQLite database");
     }
     let addr = config.server.addr;
-    let grace = config.server.shutdown_grace;
+    let listener_settings = listener::ListenerSettings::from_config(&config.server);
+    // Every connection is a descriptor: take the whole hard limit, and say what it is.
+    match listener::raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(open_files = limit, "open-file limit");
+            if (limit as usize) < listener_settings.max_connections + 256 {
+                tracing::warn!(
+                    open_files = limit,
+                    max_connections = listener_settings.max_connections,
+                    "server.max_connections is close to or above the open-file limit: raise the limit (LimitNOFILE) \
+                     or lower the setting, or accepting will fail before the cap answers"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
+    }
     let platform = Platform::start(config).await?;
     let pruner = tokio::spawn(prune_sessions(platform.clone()));
     // The agents' only way out: listens on every deployed agent's gateway address now, and on each new
@@ -277,7 +294,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         deployclaw::audit::siem::ForwarderSettings::from_config(platform.config()),
         std::future::pending(),
     ));
-    serve_until_signal(listener, app, grace, shutdown_signal()).await?;
+    listener::serve(listener, app, listener_settings, listener::Hooks::default(), shutdown_signal()).await?;
     pruner.abort();
     reconciler.abort();
     audit_checkpoints.abort();
@@ -345,31 +362,6 @@ async fn audit_retention(platform: Platform) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "audit retention failed"),
-        }
-    }
-}
-
-/// Serves `app` until `signal` resolves, then stops accepting connections and gives in-flight requests up to
-/// `grace` to finish.
-pub async fn serve_until_signal(
-    listener: TcpListener,
-    app: axum::Router,
-    grace: Duration,
-    signal: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutdown requested; finishing in-flight requests");
-            let _ = stopping_tx.send(());
-        });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => result,
-        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
-            Ok(())
         }
     }
 }

@@ -58,6 +58,18 @@ pub struct ProxySettings {
     pub idle_timeout: Duration,
     /// Open connections per agent.
     pub max_connections_per_agent: usize,
+    /// Called with each accepted agent socket once it is prepared (tests read its options back).
+    pub on_accept: Option<AcceptObserver>,
+}
+
+/// An observer of accepted sockets (see [`ProxySettings::on_accept`]).
+#[derive(Clone)]
+pub struct AcceptObserver(pub Arc<dyn Fn(&TcpStream) + Send + Sync>);
+
+impl std::fmt::Debug for AcceptObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptObserver")
+    }
 }
 
 impl Default for ProxySettings {
@@ -70,6 +82,7 @@ impl Default for ProxySettings {
             connect_timeout: crate::config::DEFAULT_GATEWAY_CONNECT_TIMEOUT,
             idle_timeout: crate::config::DEFAULT_GATEWAY_IDLE_TIMEOUT,
             max_connections_per_agent: crate::config::DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
+            on_accept: None,
         }
     }
 }
@@ -249,6 +262,13 @@ impl EgressProxy {
                     continue;
                 }
             };
+            // Streamed model answers and tunnelled bytes go out as they come, not after the agent's delayed ACK.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%agent, error = %e, "egress proxy: TCP_NODELAY not set");
+            }
+            if let Some(AcceptObserver(observe)) = &self.inner.settings.on_accept {
+                observe(&stream);
+            }
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 // Answered at once without reading: a flood of connections cannot pile up tasks.
                 tracing::warn!(%agent, "egress proxy: too many open connections for this agent");

@@ -1,15 +1,14 @@
 //! Recovery codes: ten single-use codes, shown once, for a user who lost their authenticator.
 //!
 //! Each code is 10 characters from a 31-symbol alphabet without look-alikes (49 bits), displayed as
-//! `XXXXX-XXXXX`. Only argon2id hashes are stored; hashing and checking run on the blocking pool, never on
-//! the async executor. A new set replaces the old one.
+//! `XXXXX-XXXXX`. Only argon2id hashes are stored; hashing and checking run in the bounded [`ArgonPool`], never
+//! on the async executor (a burst that finds the pool full is told to retry). A new set replaces the old one.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
+use super::argon::{ArgonError, ArgonPool};
 use super::codes::CodeRejected;
 use crate::db::{on_pool, ClientId, Db, DbError, UserId};
 
@@ -46,8 +45,20 @@ pub enum RecoveryError {
     Rejected(#[from] CodeRejected),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The hashing pool is full: try again in a moment.
+    #[error(transparent)]
+    Busy(ArgonError),
     #[error("password hashing failed: {0}")]
     Hash(String),
+}
+
+impl From<ArgonError> for RecoveryError {
+    fn from(e: ArgonError) -> Self {
+        match e {
+            ArgonError::Busy => Self::Busy(e),
+            ArgonError::Failed(detail) => Self::Hash(detail),
+        }
+    }
 }
 
 impl From<sqlx::Error> for RecoveryError {
@@ -68,22 +79,15 @@ fn normalise(input: &str) -> String {
 }
 
 /// Replaces the user's recovery codes with a fresh set and returns it (to show once).
-pub async fn generate(db: &Db, client_id: ClientId, user_id: UserId) -> Result<Vec<RecoveryCode>, RecoveryError> {
+pub async fn generate(
+    db: &Db,
+    argon: &ArgonPool,
+    client_id: ClientId,
+    user_id: UserId,
+) -> Result<Vec<RecoveryCode>, RecoveryError> {
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_code()).collect();
-    let normalised: Vec<String> = codes.iter().map(|c| normalise(c)).collect();
-    let hashes = tokio::task::spawn_blocking(move || {
-        normalised
-            .iter()
-            .map(|c| {
-                Argon2::default()
-                    .hash_password(c.as_bytes(), &SaltString::generate(&mut OsRng))
-                    .map(|h| h.to_string())
-                    .map_err(|e| RecoveryError::Hash(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| RecoveryError::Hash(e.to_string()))??;
+    let normalised = codes.iter().map(|c| Zeroizing::new(normalise(c).into_bytes())).collect();
+    let hashes = argon.hash_all(normalised).await?;
     let now = crate::db::now();
     on_pool!(db, |p| {
         let mut tx = p.begin().await?;
@@ -118,7 +122,13 @@ pub async fn generate(db: &Db, client_id: ClientId, user_id: UserId) -> Result<V
 }
 
 /// Uses one of the user's unused codes. Returns how many remain.
-pub async fn redeem(db: &Db, client_id: ClientId, user_id: UserId, input: &str) -> Result<usize, RecoveryError> {
+pub async fn redeem(
+    db: &Db,
+    argon: &ArgonPool,
+    client_id: ClientId,
+    user_id: UserId,
+    input: &str,
+) -> Result<usize, RecoveryError> {
     let candidate = normalise(input);
     if candidate.len() != CODE_CHARS || !candidate.bytes().all(|b| ALPHABET.contains(&b)) {
         return Err(CodeRejected.into());
@@ -131,14 +141,8 @@ pub async fn redeem(db: &Db, client_id: ClientId, user_id: UserId, input: &str) 
     .fetch_all(p)
     .await?);
     let total = unused.len();
-    let matched = tokio::task::spawn_blocking(move || {
-        unused.into_iter().find_map(|(id, hash)| {
-            let parsed = PasswordHash::new(&hash).ok()?;
-            Argon2::default().verify_password(candidate.as_bytes(), &parsed).ok().map(|_| id)
-        })
-    })
-    .await
-    .map_err(|e| RecoveryError::Hash(e.to_string()))?;
+    let (ids, hashes): (Vec<uuid::Uuid>, Vec<String>) = unused.into_iter().unzip();
+    let matched = argon.first_match(Zeroizing::new(candidate.into_bytes()), hashes).await?.map(|i| ids[i]);
     let Some(id) = matched else { return Err(CodeRejected.into()) };
     let now = crate::db::now();
     let used =

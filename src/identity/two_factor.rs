@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::argon::ArgonPool;
 use super::codes::CodeRejected;
 use super::devices::{self, DeviceSeen};
 use super::recovery::{self, RecoveryCode, RecoveryError};
@@ -37,6 +38,9 @@ pub enum TwoFactorError {
     Forbidden(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The code cannot be checked right now (every password-hash worker is busy): try again in a moment.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// A fault on our side (envelope, hashing); the detail is for the log only.
     #[error("internal: {0}")]
     Internal(String),
@@ -60,6 +64,7 @@ impl From<RecoveryError> for TwoFactorError {
         match e {
             RecoveryError::Rejected(_) => Self::Rejected,
             RecoveryError::Db(e) => Self::Db(e),
+            RecoveryError::Busy(_) => Self::Busy,
             RecoveryError::Hash(e) => Self::Internal(e),
         }
     }
@@ -78,11 +83,19 @@ pub struct TwoFactor {
     throttle: Throttle,
     mailer: Mailer,
     sessions: DbSessionStore,
+    argon: ArgonPool,
 }
 
 impl TwoFactor {
-    pub fn new(db: Db, keyring: Keyring, mailer: Mailer) -> Self {
-        Self { throttle: Throttle::new(db.clone()), sessions: DbSessionStore::new(db.clone()), db, keyring, mailer }
+    pub fn new(db: Db, keyring: Keyring, mailer: Mailer, argon: ArgonPool) -> Self {
+        Self {
+            throttle: Throttle::new(db.clone()),
+            sessions: DbSessionStore::new(db.clone()),
+            db,
+            keyring,
+            mailer,
+            argon,
+        }
     }
 
     async fn record(
@@ -142,7 +155,7 @@ impl TwoFactor {
         let check = async { Ok(totp::confirm(&self.db, &self.keyring, user.client_id, user.id, code, now).await?) };
         self.throttled(user, ctx, now, "auth.totp_failed", check).await?;
         self.record(user, Actor::User(user.id), "auth.totp_enrolled", ctx, json!({})).await?;
-        let codes = recovery::generate(&self.db, user.client_id, user.id).await?;
+        let codes = recovery::generate(&self.db, &self.argon, user.client_id, user.id).await?;
         self.record(user, Actor::User(user.id), "auth.recovery_codes_issued", ctx, json!({ "count": codes.len() }))
             .await?;
         Ok(codes)
@@ -171,7 +184,7 @@ impl TwoFactor {
         ctx: &RequestContext,
         now: DateTime<Utc>,
     ) -> Result<usize, TwoFactorError> {
-        let check = async { Ok(recovery::redeem(&self.db, user.client_id, user.id, code).await?) };
+        let check = async { Ok(recovery::redeem(&self.db, &self.argon, user.client_id, user.id, code).await?) };
         let remaining = self.throttled(user, ctx, now, "auth.recovery_code_failed", check).await?;
         totp::reset(&self.db, user.client_id, user.id).await?;
         let notice = NoticeContext { at: now, ip: ctx.ip, user_agent: ctx.user_agent.clone() };

@@ -390,6 +390,29 @@ db_test!(plain_http_is_forwarded_without_proxy_headers, |t| {
     assert!(m["bytes_down"].as_u64().unwrap() > 0, "{m}");
 });
 
+db_test!(every_accepted_agent_socket_has_tcp_nodelay, |t| {
+    // Read back from the very socket the proxy accepted, after it prepared it: streamed model answers and
+    // tunnelled bytes are never held for the agent's delayed ACK.
+    let f = fixture(&t.db, permissions(&[ALLOWED], None)).await;
+    let seen: Arc<std::sync::Mutex<Vec<bool>>> = Arc::default();
+    let record = seen.clone();
+    let proxy = EgressProxy::new(
+        t.db.clone(),
+        ProxySettings {
+            on_accept: Some(deployclaw::gateway::proxy::AcceptObserver(Arc::new(move |s: &TcpStream| {
+                record.lock().unwrap().push(s.nodelay().unwrap())
+            }))),
+            ..settings(f.upstream)
+        },
+    );
+    let addr = proxy.listen(f.client, f.agent, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
+    for _ in 0..2 {
+        let a = connect(addr, &format!("{ALLOWED}:{}", f.upstream.port()), Some(&f.token)).await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    assert_eq!(*seen.lock().unwrap(), vec![true, true]);
+});
+
 db_test!(oversized_headers_are_refused, |t| {
     let f = fixture(&t.db, permissions(&[ALLOWED], None)).await;
     let big = "x".repeat(20 * 1024);

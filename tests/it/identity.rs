@@ -138,15 +138,17 @@ db_test!(five_failures_lock_the_ip_and_the_account_for_fifteen_minutes, |t| {
 
 mod recovery_codes {
     use deployclaw::db::users::{self, Role};
+    use deployclaw::identity::argon::ArgonPool;
     use deployclaw::identity::recovery::{self, RecoveryError, RECOVERY_CODES};
 
     use super::*;
     use crate::support::new_client;
 
     db_test!(ten_single_use_codes_stored_only_as_argon2id, |t| {
+        let argon = ArgonPool::new(2);
         let acme = new_client(&t.db, "acme").await;
         let ada = users::create(&t.db, acme.id, &email("ada@acme.example"), Role::Owner).await.unwrap();
-        let codes = recovery::generate(&t.db, acme.id, ada.id).await.unwrap();
+        let codes = recovery::generate(&t.db, &argon, acme.id, ada.id).await.unwrap();
         assert_eq!(codes.len(), RECOVERY_CODES);
         let mut unique: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
         unique.sort();
@@ -160,38 +162,42 @@ mod recovery_codes {
 
         // Typed loosely (lower case, spaces) it still works - once.
         let typed = format!(" {} ", codes[3].expose().to_lowercase());
-        assert_eq!(recovery::redeem(&t.db, acme.id, ada.id, &typed).await.unwrap(), 9);
-        assert!(matches!(recovery::redeem(&t.db, acme.id, ada.id, &typed).await, Err(RecoveryError::Rejected(_))));
+        assert_eq!(recovery::redeem(&t.db, &argon, acme.id, ada.id, &typed).await.unwrap(), 9);
         assert!(matches!(
-            recovery::redeem(&t.db, acme.id, ada.id, "ABCDE-FGHJK").await,
+            recovery::redeem(&t.db, &argon, acme.id, ada.id, &typed).await,
             Err(RecoveryError::Rejected(_))
         ));
         assert!(matches!(
-            recovery::redeem(&t.db, acme.id, ada.id, "not a code").await,
+            recovery::redeem(&t.db, &argon, acme.id, ada.id, "ABCDE-FGHJK").await,
+            Err(RecoveryError::Rejected(_))
+        ));
+        assert!(matches!(
+            recovery::redeem(&t.db, &argon, acme.id, ada.id, "not a code").await,
             Err(RecoveryError::Rejected(_))
         ));
     });
 
     db_test!(codes_belong_to_one_user_and_a_new_set_replaces_the_old, |t| {
+        let argon = ArgonPool::new(2);
         let acme = new_client(&t.db, "acme").await;
         let globex = new_client(&t.db, "globex").await;
         let ada = users::create(&t.db, acme.id, &email("ada@acme.example"), Role::Owner).await.unwrap();
         let bob = users::create(&t.db, globex.id, &email("bob@globex.example"), Role::Owner).await.unwrap();
-        let ada_codes = recovery::generate(&t.db, acme.id, ada.id).await.unwrap();
-        recovery::generate(&t.db, globex.id, bob.id).await.unwrap();
+        let ada_codes = recovery::generate(&t.db, &argon, acme.id, ada.id).await.unwrap();
+        recovery::generate(&t.db, &argon, globex.id, bob.id).await.unwrap();
         let stolen = ada_codes[0].expose();
-        assert!(recovery::redeem(&t.db, globex.id, bob.id, stolen).await.is_err(), "another user's code");
-        assert!(recovery::redeem(&t.db, globex.id, ada.id, stolen).await.is_err(), "another client's scope");
+        assert!(recovery::redeem(&t.db, &argon, globex.id, bob.id, stolen).await.is_err(), "another user's code");
+        assert!(recovery::redeem(&t.db, &argon, globex.id, ada.id, stolen).await.is_err(), "another client's scope");
         assert!(
             matches!(
-                recovery::generate(&t.db, globex.id, ada.id).await,
+                recovery::generate(&t.db, &argon, globex.id, ada.id).await,
                 Err(RecoveryError::Db(deployclaw::db::DbError::NotFound))
             ),
             "cannot replace another tenant's user's codes"
         );
-        let fresh = recovery::generate(&t.db, acme.id, ada.id).await.unwrap();
-        assert!(recovery::redeem(&t.db, acme.id, ada.id, stolen).await.is_err(), "old set is gone");
-        assert_eq!(recovery::redeem(&t.db, acme.id, ada.id, fresh[0].expose()).await.unwrap(), 9);
+        let fresh = recovery::generate(&t.db, &argon, acme.id, ada.id).await.unwrap();
+        assert!(recovery::redeem(&t.db, &argon, acme.id, ada.id, stolen).await.is_err(), "old set is gone");
+        assert_eq!(recovery::redeem(&t.db, &argon, acme.id, ada.id, fresh[0].expose()).await.unwrap(), 9);
     });
 }
 

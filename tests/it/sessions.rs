@@ -119,7 +119,12 @@ fn harness(db: &deployclaw::db::Db) -> Harness {
     let mailer =
         Mailer::new("DeployClaw <no-reply@localhost>", &MailTransport::Outbox { dir: outbox.path().into() }).unwrap();
     Harness {
-        two_factor: TwoFactor::new(db.clone(), test_keyring(&[1]), mailer.clone()),
+        two_factor: TwoFactor::new(
+            db.clone(),
+            test_keyring(&[1]),
+            mailer.clone(),
+            deployclaw::identity::argon::ArgonPool::new(1),
+        ),
         team: Team::new(db.clone(), mailer, &"https://deployclaw.example".parse().unwrap()),
         outbox,
     }

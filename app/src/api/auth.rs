@@ -88,6 +88,9 @@ mod convert {
                 TwoFactorError::NotEnrolled => AppError::Invalid(e.to_string()),
                 TwoFactorError::Forbidden(m) => AppError::Forbidden(capital(m)),
                 TwoFactorError::Db(e) => e.into(),
+                TwoFactorError::Busy => {
+                    AppError::Unavailable("The server is busy checking codes; try again in a moment.".into())
+                }
                 TwoFactorError::Internal(detail) => AppError::internal(&detail),
             }
         }

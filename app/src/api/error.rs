@@ -24,6 +24,9 @@ pub enum AppError {
     /// Too many attempts; the message says how long to wait.
     #[error("{0}")]
     Throttled(String),
+    /// The server cannot do this right now (busy, or a service it needs is down); trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault on our side. The detail is in the server log under `reference`; the user sees only that.
     #[error("Something went wrong on our side. Please try again; if it persists, contact support and quote reference {reference}.")]
     Internal { reference: String },
@@ -54,6 +57,7 @@ impl AppError {
             AppError::SignInRequired(_) => 401,
             AppError::Forbidden(_) | AppError::TwoFactorRequired => 403,
             AppError::Throttled(_) => 429,
+            AppError::Unavailable(_) => 503,
             AppError::Internal { .. } => 500,
             AppError::Transport(_) => 502,
         }

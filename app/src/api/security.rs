@@ -68,7 +68,8 @@ pub fn parameters() -> Vec<Parameter> {
     use deployclaw::audit::chain::HASH_BYTES;
     use deployclaw::config::{
         DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_GATEWAY_CONNECT_TIMEOUT, DEFAULT_GATEWAY_IDLE_TIMEOUT,
-        DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
+        DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_REQUEST_BODY_TIMEOUT,
     };
     use deployclaw::gateway::llm::{spend::ALERT_PERCENTS, ADMISSION_TTL, KEY_CACHE_TTL, MAX_REQUEST_BYTES};
     use deployclaw::gateway::permissions::{
@@ -170,6 +171,14 @@ pub fn parameters() -> Vec<Parameter> {
                 recovery::HASH_LANES
             ),
         ),
+        ("front-door", "Request head timeout, also idle keep-alive (default)", duration(DEFAULT_HEADER_READ_TIMEOUT)),
+        ("front-door", "Whole request body (default)", duration(DEFAULT_REQUEST_BODY_TIMEOUT)),
+        (
+            "front-door",
+            "Open connections per client address (default)",
+            DEFAULT_MAX_CONNECTIONS_PER_ADDRESS.to_string(),
+        ),
+        ("front-door", "Open connections in total (default)", DEFAULT_MAX_CONNECTIONS.to_string()),
         ("sessions", "Idle timeout", duration(session::IDLE_TIMEOUT)),
         ("sessions", "Absolute lifetime", duration(session::ABSOLUTE_LIFETIME)),
         ("sessions", "Fresh second factor for sensitive changes", duration(session::FRESH_SECOND_FACTOR)),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRef, State};
-use axum::http::{Request, StatusCode};
+use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,9 +19,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use super::document::shell;
 use super::headers::{provide_request_nonce, security_headers, HeaderPolicy};
 use super::session::{same_origin_only, session_guard, session_layer, OwnOrigin};
-use crate::app::{shell, App};
+use crate::app::App;
 
 /// Largest request body we accept anywhere (server functions, later webhooks); bigger gets 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -54,13 +55,22 @@ pub fn leptos_options(platform: &Platform) -> Result<LeptosOptions, std::io::Err
     let server = &platform.config().server;
     let layout = leptos::config::get_config_from_str(SITE_LAYOUT)
         .map_err(|e| std::io::Error::other(format!("Leptos.toml: {e}")))?;
+    // A release build names the bundle by content (cargo-leptos `hash-files`) and writes the names to
+    // `hash.txt` beside this binary, where Leptos reads them when it renders the page head.
+    let hash_file = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(HASH_FILE)));
+    let hashed = hash_file.as_deref().is_some_and(std::path::Path::is_file);
     Ok(LeptosOptions::builder()
         .output_name(layout.output_name)
         .site_root(server.site_root.to_string_lossy().into_owned())
         .site_pkg_dir(layout.site_pkg_dir)
         .site_addr(server.addr)
+        .hash_files(hashed)
+        .hash_file(HASH_FILE.into())
         .build())
 }
+
+/// Where cargo-leptos writes the hashed bundle names, relative to the server binary.
+pub const HASH_FILE: &str = "hash.txt";
 
 /// Builds the whole application router around `platform`.
 pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
@@ -95,7 +105,22 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .fallback({
+            // Static files first (precompressed, cached: static_files.rs); anything else is a page, which for
+            // an unknown path renders the app's "not found".
+            let pages = leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell);
+            move |uri: Uri, State(state): State<AppState>, req: Request<Body>| {
+                let pages = pages.clone();
+                async move {
+                    let root = std::path::PathBuf::from(state.leptos_options.site_root.as_ref());
+                    let (parts, body) = req.into_parts();
+                    match super::static_files::serve(&root, &parts.method, &parts.uri, &parts.headers).await {
+                        Some(file) => file,
+                        None => pages(uri, State(state), Request::from_parts(parts, body)).await,
+                    }
+                }
+            }
+        })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(platform.clone(), session_guard))
         .layer(session_layer(&platform))

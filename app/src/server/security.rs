@@ -49,7 +49,7 @@ fn escape(text: &str) -> String {
 
 /// The HTML view of one referenced file: numbered lines with `L<n>` anchors, an `L<start>-L<end>` anchor
 /// for every referenced range, and the requested range highlighted.
-pub fn render_source(path: &str, text: &str, highlight: Option<(usize, usize)>) -> String {
+pub fn render_source(path: &str, text: &str, highlight: Option<(usize, usize)>, stylesheet: &str) -> String {
     let references: Vec<_> = REFERENCES.iter().filter(|r| r.path == path).collect();
     let mut anchors: BTreeSet<(usize, usize)> = references.iter().map(|r| (r.start as usize, r.end as usize)).collect();
     anchors.extend(highlight);
@@ -60,7 +60,7 @@ pub fn render_source(path: &str, text: &str, highlight: Option<(usize, usize)>) 
          <meta name=\"color-scheme\" content=\"dark light\">\
          <title>{path_html} · DeployClaw source</title>\
          <link rel=\"icon\" type=\"image/svg+xml\" href=\"/favicon.svg\">\
-         <link rel=\"stylesheet\" href=\"/pkg/deployclaw.css\"></head>\n<body class=\"source-view\">\
+         <link rel=\"stylesheet\" href=\"{stylesheet}\"></head>\n<body class=\"source-view\">\
          <a class=\"skip-link\" href=\"#source\">Skip to the code</a>\
          <header class=\"site-header\"><a href=\"/security\">&larr; Security and threat model</a></header>\
          <main id=\"main\"><h1><code>{path_html}</code></h1>\
@@ -95,12 +95,18 @@ pub fn render_source(path: &str, text: &str, highlight: Option<(usize, usize)>) 
 }
 
 /// `GET /security/source/{path}`: exactly the files the security page references, nothing else (404).
-pub async fn source_view(Path(path): Path<String>, Query(query): Query<SourceQuery>) -> Response {
+pub async fn source_view(
+    State(options): State<leptos::config::LeptosOptions>,
+    Path(path): Path<String>,
+    Query(query): Query<SourceQuery>,
+) -> Response {
     let Some(text) = source(&path) else {
         return (StatusCode::NOT_FOUND, "Not found").into_response();
     };
     let highlight = query.lines.as_deref().and_then(parse_lines);
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], render_source(&path, text, highlight)).into_response()
+    let stylesheet = super::static_files::bundle_href(&options, "css");
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], render_source(&path, text, highlight, &stylesheet))
+        .into_response()
 }
 
 /// The text of security.txt for this deployment, valid for [`SECURITY_TXT_VALIDITY_DAYS`] from `now`.
@@ -142,7 +148,7 @@ mod tests {
 
     #[test]
     fn the_view_escapes_code_and_marks_the_range() {
-        let html = render_source("x.rs", "fn a() {}\nlet s = \"<script>\";\nend", Some((2, 3)));
+        let html = render_source("x.rs", "fn a() {}\nlet s = \"<script>\";\nend", Some((2, 3)), "/pkg/x.css");
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains("<span class=\"range-anchor\" id=\"L2-L3\"></span><span class=\"line hl\" id=\"L2\">"));
         assert!(html.contains("<span class=\"line\" id=\"L1\">"));

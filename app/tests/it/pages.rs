@@ -11,6 +11,8 @@ async fn landing_page_explains_the_product() {
     assert!(html.contains("Deploy AI agents you can actually trust with your keys."));
     assert!(html.contains("How it works"));
     assert!(html.contains("/pkg/deployclaw.js"), "hydration script is referenced");
+    // Without a release build's hash.txt beside the binary, the unhashed names (the dev build's).
+    assert!(html.contains(r#"<link rel="stylesheet" id="leptos" href="/pkg/deployclaw.css">"#), "stylesheet linked");
     app.stop().await;
 }
 

@@ -4,7 +4,8 @@ use std::time::Duration;
 use deployclaw::config::{Config, ConfigFile, DatabaseTarget};
 use deployclaw::db::Db;
 use deployclaw::Platform;
-use deployclaw_app::server::{build_router, serve_until_signal};
+use deployclaw_app::server::build_router;
+use deployclaw_app::server::listener::{self, Hooks, ListenerSettings};
 use tokio::sync::oneshot;
 
 pub struct TestApp {
@@ -38,6 +39,11 @@ impl TestApp {
 
     /// Starts the app with a tweaked config; `migrate: false` leaves the database unmigrated.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config), migrate: bool) -> Self {
+        Self::spawn_with_hooks(tweak, migrate, Hooks::default()).await
+    }
+
+    /// Starts the app with a tweaked config and the listener's hooks (e.g. an observer of accepted sockets).
+    pub async fn spawn_with_hooks(tweak: impl FnOnce(&mut Config), migrate: bool, hooks: Hooks) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -56,7 +62,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve_until_signal(listener, router, Duration::from_secs(5), async move {
+        let mut settings = ListenerSettings::from_config(&platform.config().server);
+        settings.grace = Duration::from_secs(5);
+        let server = tokio::spawn(listener::serve(listener, router, settings, hooks, async move {
             let _ = stopped.await;
         }));
         let client =
