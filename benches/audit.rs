@@ -14,7 +14,7 @@ use deployclaw::config::{DatabaseConfig, DatabaseTarget};
 use deployclaw::db::clients::{self, ClientName, NewClient};
 use deployclaw::db::{ClientId, Db};
 use deployclaw::email::EmailAddress;
-use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
+use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
 use futures_util::StreamExt;
 use sqlx::Connection;
 

@@ -12,14 +12,14 @@ use deployclaw::agents::reconciler::{Policy, Reconciler};
 use deployclaw::agents::Agents;
 use deployclaw::audit::Actor;
 use deployclaw::config::{DatabaseConfig, DatabaseTarget};
+use deployclaw::context::RequestContext;
 use deployclaw::db::agents::{AgentName, AgentStatus};
 use deployclaw::db::{clients, Db};
 use deployclaw::email::EmailAddress;
-use deployclaw::identity::sign_in::RequestContext;
+use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
 use deployclaw::runtime::hardening;
 use deployclaw::runtime::subnets::Pool;
 use deployclaw::runtime::ContainerRuntime;
-use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
 use deployclaw::vault::Vault;
 
 fn main() {

@@ -9,9 +9,10 @@ use deployclaw::audit::Actor;
 use deployclaw::config::{DatabaseConfig, DatabaseTarget};
 use deployclaw::db::{agents, clients, AgentId, ClientId, Db};
 use deployclaw::email::EmailAddress;
-use deployclaw::vault::envelope::{self, Binding};
-use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
-use deployclaw::vault::{rotation, CredentialName, FreshTwoFactor, Vault};
+use deployclaw::identity::fresh::FreshTwoFactor;
+use deployclaw::keys::envelope::{self, Binding};
+use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
+use deployclaw::vault::{rotation, CredentialName, Vault};
 use secrecy::{ExposeSecret, SecretSlice};
 use sqlx::Connection;
 
@@ -132,7 +133,7 @@ criterion_main!(benches);
 /// A fresh second-factor proof for a user of `client`, from a signed-in session.
 fn fresh_proof(client: deployclaw::db::ClientId) -> FreshTwoFactor {
     use deployclaw::identity::session::{SessionAuth, Stage};
-    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+    let ctx = deployclaw::context::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
     let now = deployclaw::db::now();
     let user_id = deployclaw::db::UserId::new();
     let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);

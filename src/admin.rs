@@ -15,13 +15,13 @@ use serde_json::json;
 
 use crate::agents::{AgentError, Agents};
 use crate::audit::{self, ActionType, Actor, AuditEvent, NewEvent};
+use crate::context::RequestContext;
 use crate::db::agents::{Agent, AgentStatus};
 use crate::db::clients::{self, Client, ClientStatus, Overview};
 use crate::db::users::{self, Role, User};
 use crate::db::{AgentId, ClientId, Db, DbError};
 use crate::identity::session::store::DbSessionStore;
 use crate::identity::session::SessionAuth;
-use crate::identity::sign_in::RequestContext;
 use crate::mail::Mailer;
 
 /// Longest suspension reason (shown to the customer).

@@ -9,18 +9,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::audit::{self, ActionType, Actor, NewEvent};
-use crate::billing::{Catalog, PlanLimits};
+use crate::context::RequestContext;
 use crate::db::agents::{self, Agent, AgentName, AgentStatus, NewAgent};
 use crate::db::{AgentId, ClientId, Db, DbError};
 use crate::gateway::{EgressProxy, Permissions};
-use crate::identity::sign_in::RequestContext;
+use crate::plans::{Catalog, PlanLimits};
 use crate::runtime::hardening::{self, Template};
 use crate::runtime::subnets::{Pool, Subnet};
 use crate::runtime::{ContainerRuntime, RuntimeError};
@@ -98,7 +95,7 @@ impl std::fmt::Debug for Agents {
 
 impl Agents {
     pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
-        let catalog = Catalog::new(crate::billing::plans::default_plans(), false);
+        let catalog = Catalog::new(crate::plans::default_plans(), false);
         Self {
             db,
             vault,
@@ -137,7 +134,7 @@ impl Agents {
     }
 
     async fn limits(&self, client_id: ClientId) -> Result<PlanLimits, DbError> {
-        crate::billing::plan_limits(&self.db, &self.catalog, client_id).await
+        crate::plans::limits_of(&self.db, &self.catalog, client_id).await
     }
 
     /// Refuses settings above the plan's memory or CPU per agent, naming the limit.
@@ -377,11 +374,30 @@ impl Agents {
         agents::get(&self.db, client_id, id).await
     }
 
+    /// The agent's network block: its own, or on first use the lowest free one of the pool, claimed atomically
+    /// (two deploys racing for the same block: the loser picks again).
+    async fn network_block(&self, client_id: ClientId, id: AgentId) -> Result<u32, DbError> {
+        for _ in 0..8 {
+            if let Some(block) = self.get(client_id, id).await?.network_block {
+                return u32::try_from(block)
+                    .map_err(|_| DbError::Invalid("the agent's network block is invalid".into()));
+            }
+            let used = agents::used_network_blocks(&self.db).await?;
+            let Some(free) = self.pool.first_free(&used) else {
+                return Err(DbError::Invalid(
+                    "every agent network is in use; ask the operator to enlarge the pool".into(),
+                ));
+            };
+            agents::claim_network_block(&self.db, client_id, id, free).await?;
+        }
+        Err(DbError::Conflict("could not assign an agent network; try again".into()))
+    }
+
     /// The agent's /28, assigning one on first use.
     async fn subnet_for(&self, client_id: ClientId, id: AgentId) -> Result<Subnet, DbError> {
-        let block = agents::assign_network_block(&self.db, client_id, id, self.pool.blocks).await?;
+        let block = self.network_block(client_id, id).await?;
         self.pool
-            .block(u32::try_from(block).unwrap_or(u32::MAX))
+            .block(block)
             .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))
     }
 
@@ -478,10 +494,8 @@ impl Agents {
             let text = String::from_utf8_lossy(value.expose_secret()).into_owned();
             env.push((env_name(name.as_str()), text));
         }
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let token = format!("dca_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
-        let token_hash = Sha256::digest(token.as_bytes()).to_vec();
+        let token = crate::gateway::token::new();
+        let token_hash = crate::gateway::token::hash(&token);
         env.push((hardening::TOKEN_ENV.into(), token.clone()));
         env.push(("OPENCLAW_GATEWAY_TOKEN".into(), token));
         let limits = hardening::limits(template, Some(settings.memory_bytes(template)), settings.cpu_millis());

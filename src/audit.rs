@@ -14,10 +14,11 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{on_pool, AgentId, AuditEventId, ClientId, Db, DbError, UserId};
+use crate::db::{on_pool, AgentId, AuditEventId, ClientId, Db, DbError};
 use crate::scrub;
 
 pub mod chain;
+pub mod config;
 pub mod export;
 pub mod live;
 pub mod retention;
@@ -31,38 +32,7 @@ pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 /// Largest `target` we store; longer targets are cut at a character boundary and marked.
 pub const MAX_TARGET_CHARS: usize = 1024;
 
-/// Who did it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "id", rename_all = "lowercase")]
-pub enum Actor {
-    /// A customer's dashboard user.
-    User(UserId),
-    /// An agent, through the gateway.
-    Agent(AgentId),
-    /// The platform itself (reconciler, billing webhook, retention job).
-    Platform,
-    /// A platform operator acting on a tenant; shown in that tenant's own audit view.
-    Admin(UserId),
-}
-
-impl Actor {
-    fn kind(&self) -> &'static str {
-        match self {
-            Actor::User(_) => "user",
-            Actor::Agent(_) => "agent",
-            Actor::Platform => "platform",
-            Actor::Admin(_) => "admin",
-        }
-    }
-
-    fn id(&self) -> Option<Uuid> {
-        match self {
-            Actor::User(id) | Actor::Admin(id) => Some(id.as_uuid()),
-            Actor::Agent(id) => Some(id.as_uuid()),
-            Actor::Platform => None,
-        }
-    }
-}
+pub use crate::context::Actor;
 
 /// An action name: `area.verb` in lower case (`agent.deployed`, `auth.code_sent`), at most 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +110,7 @@ impl NewEvent {
 
     /// Where the request came from: its address, and its user agent added to the metadata (so set the rest of
     /// the metadata first).
-    pub fn request(mut self, ctx: &crate::identity::sign_in::RequestContext) -> Self {
+    pub fn request(mut self, ctx: &crate::context::RequestContext) -> Self {
         if let Some(m) = self.metadata.as_object_mut() {
             m.insert("user_agent".into(), serde_json::json!(ctx.user_agent));
         }
@@ -268,7 +238,7 @@ pub async fn append(db: &Db, event: NewEvent) -> Result<AuditEventId, DbError> {
         tx.commit().await?;
         id
     });
-    live::announce(db, client_id, AuditEventId(id));
+    crate::db::notify::announce(db, client_id, AuditEventId(id));
     Ok(AuditEventId(id))
 }
 

@@ -1,7 +1,7 @@
 //! Billing: plans that become enforced limits, Stripe Checkout, and Stripe's verified webhooks.
 //!
 //! We never touch card data: Checkout and the billing portal are hosted by Stripe, and Stripe's webhook tells
-//! us what the customer bought. This module owns the plan catalog ([`plans`]), the subscription mirror
+//! us what the customer bought. This module sells the plans of [`crate::plans`]; it owns the subscription mirror
 //! ([`store`], Stripe is the source of truth), webhook verification ([`signature`]) and reading ([`webhook`]),
 //! the three Stripe calls ([`stripe`]), and enforcement: a client over its plan's limits has agents stopped
 //! (never deleted), and a failed payment starts a grace period after which all its agents are stopped. Every
@@ -16,37 +16,24 @@ use url::Url;
 
 use crate::agents::{AgentSettings, Agents};
 use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::context::RequestContext;
 use crate::db::agents::AgentStatus;
 use crate::db::users::{self, Role};
-use crate::db::{on_pool, ClientId, Db, DbError, UserId};
-use crate::identity::sign_in::RequestContext;
+use crate::db::{ClientId, Db, DbError, UserId};
+use crate::identity::fresh::FreshTwoFactor;
 use crate::mail::{Mailer, OutgoingEmail};
-use crate::vault::FreshTwoFactor;
 
 pub mod config;
-pub mod plans;
 pub mod signature;
 pub mod store;
 pub mod stripe;
 pub mod webhook;
 
+pub use crate::plans::{Catalog, Plan, PlanLimits};
 pub use config::BillingConfig;
-pub use plans::{Catalog, Plan, PlanLimits};
 pub use signature::TOLERANCE_SECS as WEBHOOK_TOLERANCE_SECS;
 pub use store::SubscriptionStatus;
 pub use webhook::MAX_BODY_BYTES as WEBHOOK_MAX_BODY_BYTES;
-
-/// The limits of the plan `client_id` is on now, as every enforcement point reads them: agent count, memory and
-/// CPU per agent, the gateway's daily token spend cap (`daily_token_cap_micro_usd`), audit retention and SIEM
-/// export. Without billing configured every client gets the `self_hosted` plan's limits. `NotFound` for a client
-/// that does not exist. (Also [`Billing::plan_limits`] on the platform's billing service.)
-pub async fn plan_limits(db: &Db, catalog: &Catalog, client_id: ClientId) -> Result<PlanLimits, DbError> {
-    let plan: String = on_pool!(db, |p| sqlx::query_scalar("SELECT plan FROM clients WHERE id = $1")
-        .bind(client_id)
-        .fetch_one(p)
-        .await?);
-    Ok(catalog.limits_for(&plan))
-}
 
 /// What went wrong in a customer's billing request. Messages are shown to the customer; Stripe's own error text
 /// is logged, never shown.
@@ -138,9 +125,9 @@ impl Billing {
         &self.config.catalog
     }
 
-    /// See [`plan_limits`].
+    /// See [`crate::plans::limits_of`].
     pub async fn plan_limits(&self, client_id: ClientId) -> Result<PlanLimits, DbError> {
-        plan_limits(&self.db, &self.config.catalog, client_id).await
+        crate::plans::limits_of(&self.db, &self.config.catalog, client_id).await
     }
 
     /// The billing page's data for `client_id`.
@@ -467,7 +454,7 @@ impl Billing {
     /// Enforces the trial's limits again for every client that fell back to it (cancelled or suspended): a stop
     /// that failed earlier (the container runtime was down) is retried here.
     pub async fn enforce_downgraded(&self) -> Result<(), DbError> {
-        for client in store::clients_on_plan(&self.db, plans::TRIAL).await? {
+        for client in store::clients_on_plan(&self.db, crate::plans::TRIAL).await? {
             self.enforce_limits(client).await?;
         }
         Ok(())
@@ -494,7 +481,7 @@ impl Billing {
     /// [`crate::audit::settings::add_destination`]).
     pub async fn add_siem_destination(
         &self,
-        rules: &crate::config::SiemConfig,
+        rules: &crate::audit::config::SiemConfig,
         actor: Actor,
         client_id: ClientId,
         new: crate::audit::siem::NewDestination,

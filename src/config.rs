@@ -5,6 +5,9 @@
 //! nested keys joined by `__` (`DEPLOYCLAW_SERVER__ADDR=0.0.0.0:3000`), and finally the conventional
 //! `DATABASE_URL`. The result is validated once, at startup; every error names the key at fault and where
 //! the bad value came from. Secrets (the database URL may hold a password) are redacted in `Debug`.
+//!
+//! Each capability owns its settings type (`db::config`, `audit::config`, `gateway::config`, ...); this module
+//! only loads, layers, validates and composes them, naming the key at fault. No capability takes [`Config`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,6 +19,17 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+pub use crate::audit::config::{AuditConfig, SiemConfig, DEFAULT_CHECKPOINT_INTERVAL};
+pub use crate::config_error::ConfigError;
+pub use crate::db::config::{DatabaseConfig, DatabaseTarget};
+pub use crate::gateway::config::{
+    GatewayConfig, DEFAULT_GATEWAY_CONNECT_TIMEOUT, DEFAULT_GATEWAY_IDLE_TIMEOUT,
+    DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT,
+};
+pub use crate::identity::config::AuthConfig;
+pub use crate::mail::MailConfig;
+pub use crate::runtime::config::RuntimeConfig;
 
 /// Environment variable prefix of every configuration key.
 pub const ENV_PREFIX: &str = "DEPLOYCLAW_";
@@ -65,69 +79,6 @@ pub struct Config {
     pub sources: Vec<String>,
 }
 
-/// Where agents run.
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// The Docker-API socket (`unix:///...`); default: discovered (DOCKER_HOST, Docker's, Podman's).
-    pub docker_host: Option<String>,
-    /// The private IPv4 block agent networks are cut from, one /28 each.
-    pub network_pool: crate::runtime::subnets::Pool,
-    /// The built-in templates plus the operator's `[[runtime.templates]]`.
-    pub templates: crate::runtime::hardening::Templates,
-}
-
-/// Forwarding audit events to customers' SIEMs.
-#[derive(Debug, Clone, Default)]
-pub struct SiemConfig {
-    /// Whether customer-configured destinations may be on loopback, private, link-local or other
-    /// non-public addresses. Off by default: a destination is then a way into our own network (SSRF).
-    /// Tests turn it on to use 127.0.0.1; a self-hosted operator may turn it on for an internal SIEM.
-    pub allow_private_destinations: bool,
-}
-
-/// The agents' egress gateway (docs/gateway.md).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayConfig {
-    /// Exact upstream socket addresses the proxy may connect to although they are not public (tests only:
-    /// a local stand-in on 127.0.0.1). Empty by default; never a range.
-    pub test_upstreams: Vec<SocketAddr>,
-    /// Resolving and connecting upstream (1-60 s, default 10).
-    pub connect_timeout: Duration,
-    /// A tunnel with no traffic either way is closed after this (10-3600 s, default 300).
-    pub idle_timeout: Duration,
-    /// Open proxy connections per agent (1-1024, default 64).
-    pub max_connections_per_agent: usize,
-    /// Where the LLM gateway sends OpenAI-format calls (default `https://api.openai.com`; `http://` only to
-    /// loopback, for a local stand-in).
-    pub openai_base_url: Url,
-    /// Where it sends Anthropic-format calls (default `https://api.anthropic.com`).
-    pub anthropic_base_url: Url,
-    /// From sending a model call to the provider's answer head (5-600 s, default 120).
-    pub llm_answer_timeout: Duration,
-    /// Model prices (`[gateway.prices]`, USD per million tokens); the built-in table when absent.
-    pub prices: crate::gateway::llm::pricing::PriceTable,
-}
-
-/// The audit trail: checkpoints and retention (docs/audit.md).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditConfig {
-    /// How long events are kept when a client has no override (days, 1 to 3650; default 90).
-    pub retention_days: u32,
-    /// The most a client's override may keep (days, at least `retention_days`, at most 3650).
-    pub max_retention_days: u32,
-    /// How often every chain head that moved is signed (default 5 minutes).
-    pub checkpoint_interval: Duration,
-    /// How often retention runs (default daily).
-    pub retention_interval: Duration,
-}
-
-/// Sign-in settings.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// How long an emailed sign-in code stays valid (1 to 15 minutes; OWASP ASVS caps it at 10 by default).
-    pub code_ttl: Duration,
-}
-
 /// Default time a client has to send a request head (and to start its next request on a kept-alive connection).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a whole request body has to arrive.
@@ -175,86 +126,10 @@ impl ServerConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    pub target: DatabaseTarget,
-    pub max_connections: u32,
-    pub connect_timeout: Duration,
-}
-
-/// Which database the platform uses.
-#[derive(Clone)]
-pub enum DatabaseTarget {
-    /// The embedded default: one SQLite file.
-    Sqlite { path: PathBuf },
-    /// Production: a PostgreSQL server. The URL may carry a password, so it stays secret.
-    Postgres { url: SecretString },
-}
-
-impl DatabaseTarget {
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite { .. } => "sqlite",
-            Self::Postgres { .. } => "postgres",
-        }
-    }
-
-    /// A description safe to log: the SQLite path, or the PostgreSQL host and database without credentials.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Sqlite { path } => format!("sqlite:{}", path.display()),
-            Self::Postgres { url } => match Url::parse(url.expose_secret()) {
-                Ok(u) => format!(
-                    "postgres://{}{}{}",
-                    u.host_str().unwrap_or("(socket)"),
-                    u.port().map(|p| format!(":{p}")).unwrap_or_default(),
-                    u.path()
-                ),
-                Err(_) => "postgres://(unparseable)".to_string(),
-            },
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
-            Self::Postgres { .. } => f.debug_struct("Postgres").field("url", &"[redacted]").finish(),
-        }
-    }
-}
-
-/// Outgoing email.
-#[derive(Debug, Clone)]
-pub struct MailConfig {
-    /// The sender, e.g. `DeployClaw <no-reply@example.com>`.
-    pub from: String,
-    /// SMTP, or the local outbox folder when no SMTP URL is set (embedded mode only).
-    pub transport: crate::mail::MailTransport,
-}
-
-#[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter directive, e.g. `info,deployclaw=debug`.
     pub filter: String,
-}
-
-/// A configuration error, naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
-    #[error("configuration file {path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{0}")]
-    Parse(String),
-}
-
-impl ConfigError {
-    fn invalid(key: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { key, message: message.into() }
-    }
 }
 
 /// The raw, unvalidated shape of the configuration, as layers are merged.
@@ -738,16 +613,15 @@ fn validate_gateway(raw: &RawGateway) -> Result<GatewayConfig, ConfigError> {
         return Err(ConfigError::invalid("gateway.llm_answer_timeout_secs", "must be between 5 and 600 seconds"));
     }
     let prices = match &raw.prices {
-        None => crate::gateway::llm::pricing::PriceTable::defaults(),
+        None => crate::gateway::pricing::PriceTable::defaults(),
         Some(rows) => {
             let mut entries = std::collections::BTreeMap::new();
             for (model, p) in rows {
-                let price = crate::gateway::llm::pricing::ModelPrice::parse(&p.input, &p.output)
+                let price = crate::gateway::pricing::ModelPrice::parse(&p.input, &p.output)
                     .map_err(|e| ConfigError::invalid("gateway.prices", format!("{model}: {e}")))?;
                 entries.insert(model.clone(), price);
             }
-            crate::gateway::llm::pricing::PriceTable::new(entries)
-                .map_err(|e| ConfigError::invalid("gateway.prices", e))?
+            crate::gateway::pricing::PriceTable::new(entries).map_err(|e| ConfigError::invalid("gateway.prices", e))?
         }
     };
     Ok(GatewayConfig {
@@ -804,15 +678,6 @@ fn validate_audit(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
         retention_interval: Duration::from_secs(raw.retention_interval_secs),
     })
 }
-
-/// Default upstream connect timeout of the egress gateway (`gateway.connect_timeout_secs`).
-pub const DEFAULT_GATEWAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default idle timeout of an egress tunnel (`gateway.idle_timeout_secs`).
-pub const DEFAULT_GATEWAY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default cap on open egress connections per agent (`gateway.max_connections_per_agent`).
-pub const DEFAULT_GATEWAY_MAX_CONNECTIONS_PER_AGENT: usize = 64;
-/// Default interval between signed audit checkpoints (`audit.checkpoint_interval_secs`).
-pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What the public security page and `/.well-known/security.txt` publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -879,17 +744,6 @@ fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError>
         "database.url",
         format!("unsupported scheme {scheme:?}: use sqlite://FILE or postgres://..."),
     ))
-}
-
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use super::*;
-
-    /// The default embedded configuration with `data_dir` set, built without reading the environment.
-    pub(crate) fn embedded_config(data_dir: &Path) -> Config {
-        let raw = RawConfig { data_dir: data_dir.to_path_buf(), ..RawConfig::default() };
-        validate(raw, vec!["defaults".into()]).expect("defaults are valid")
-    }
 }
 
 #[cfg(test)]
@@ -1194,5 +1048,23 @@ mod tests {
             let err = load(&[("DEPLOYCLAW_SECURITY__CONTACT", bad)]).unwrap_err().to_string();
             assert!(err.contains("security.contact"), "{bad}: {err}");
         }
+    }
+
+    // Billing's settings, through the whole loader (environment layers included).
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn one_field_of_a_built_in_plan_can_be_overridden() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__MAX_AGENTS", "20");
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__STRIPE_PRICE_ID", "price_mine");
+            let c = Config::load(ConfigFile::None).expect("loads");
+            let team = c.billing.catalog.get("team").unwrap();
+            assert_eq!((team.max_agents, team.memory_mib_per_agent), (20, 4096));
+            assert_eq!(team.stripe_price_id.as_deref(), Some("price_mine"));
+            jail.set_env("DEPLOYCLAW_BILLING__PLANS__TEAM__MEMORY_MIB_PER_AGENT", "512");
+            let err = Config::load(ConfigFile::None).unwrap_err().to_string();
+            assert!(err.contains("billing.plans") && err.contains("memory_mib_per_agent"), "{err}");
+            Ok(())
+        });
     }
 }

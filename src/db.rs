@@ -16,8 +16,10 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+pub mod config;
 mod error;
 mod ids;
+pub mod notify;
 pub mod pool;
 pub(crate) mod text_enum;
 

@@ -9,10 +9,13 @@
 //! [`crate::runtime::firewall`]. Rate limits are counted in the database, so they hold across restarts and
 //! server processes. See docs/gateway.md.
 
+pub mod config;
 pub mod llm;
 pub mod permissions;
+pub mod pricing;
 pub mod proxy;
 mod store;
+pub mod token;
 
 pub use llm::{LlmGateway, LlmSettings, Provider};
 pub use permissions::{

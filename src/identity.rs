@@ -10,7 +10,9 @@
 
 pub mod argon;
 pub mod codes;
+pub mod config;
 pub mod devices;
+pub mod fresh;
 pub mod recovery;
 pub mod session;
 pub mod sign_in;

@@ -270,3 +270,12 @@ pub fn suspended_email(to: &EmailAddress, client: &str, reason: &str) -> Outgoin
         ),
     }
 }
+
+/// Outgoing email.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The sender, e.g. `DeployClaw <no-reply@example.com>`.
+    pub from: String,
+    /// SMTP, or the local outbox folder when no SMTP URL is set (embedded mode only).
+    pub transport: MailTransport,
+}

@@ -16,9 +16,9 @@ use crate::identity::session::store::DbSessionStore;
 use crate::identity::sign_in::SignIn;
 use crate::identity::team::Team;
 use crate::identity::two_factor::TwoFactor;
+use crate::keys::keyring::{Keyring, KeyringError};
 use crate::mail::{MailError, Mailer};
 use crate::runtime::ContainerRuntime;
-use crate::vault::keyring::{Keyring, KeyringError};
 use crate::vault::Vault;
 
 #[derive(Clone)]
@@ -38,6 +38,7 @@ struct Inner {
     agents: Agents,
     admin: crate::admin::Admin,
     billing: Billing,
+    retention: crate::audit::retention::RetentionPolicy,
     started: Instant,
 }
 
@@ -92,7 +93,8 @@ impl Platform {
     /// Loads the vault's master keys (from the environment or the key file), connects to the configured
     /// database and applies pending migrations. Any failure stops startup.
     pub async fn start(config: Config) -> Result<Self, StartupError> {
-        let (keyring, generated) = Keyring::load(&config, &|name| std::env::var(name).ok())?;
+        let embedded = config.mode == crate::config::Mode::Embedded;
+        let (keyring, generated) = Keyring::load(&config.data_dir, embedded, &|name| std::env::var(name).ok())?;
         match generated {
             Some(path) => tracing::warn!(
                 path = %path.display(),
@@ -158,7 +160,12 @@ impl Platform {
             mailer.clone(),
             config.server.public_url.clone(),
         );
+        let retention = crate::audit::retention::RetentionPolicy {
+            plans: Some(config.billing.catalog.retention_limits()),
+            ..crate::audit::retention::RetentionPolicy::from(&config.audit)
+        };
         let inner = Inner {
+            retention,
             config,
             db,
             vault,
@@ -203,6 +210,11 @@ impl Platform {
     /// Billing: plans and their limits, Checkout, the Stripe webhook, grace periods.
     pub fn billing(&self) -> &Billing {
         &self.inner.billing
+    }
+
+    /// How long audit events are kept: the configured defaults, lowered by each plan's limit.
+    pub fn retention_policy(&self) -> &crate::audit::retention::RetentionPolicy {
+        &self.inner.retention
     }
 
     /// The session store (also handed to the web layer's session middleware).

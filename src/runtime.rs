@@ -7,6 +7,8 @@
 //! Docker-compatible socket. What makes a container safe to run an agent in is decided once, in [`hardening`],
 //! never by the driver.
 
+pub mod bounds;
+pub mod config;
 pub mod docker;
 pub mod firewall;
 pub mod hardening;

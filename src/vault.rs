@@ -6,8 +6,6 @@
 //! it; it is zeroized when dropped. Every decryption is recorded in the client's audit trail before the
 //! plaintext is handed out. Nothing here returns a value to the dashboard: listing yields names and times.
 
-pub mod envelope;
-pub mod keyring;
 pub mod rotation;
 
 use std::borrow::Cow;
@@ -20,8 +18,8 @@ use serde_json::json;
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::credentials::{self, CredentialSummary};
 use crate::db::{AgentId, ClientId, Db, DbError};
-use envelope::{Binding, Envelope, EnvelopeError};
-use keyring::{KeyVersion, Keyring};
+use crate::keys::envelope::{self, Binding, Envelope, EnvelopeError};
+use crate::keys::keyring::{KeyVersion, Keyring};
 
 /// Largest secret we store (an OAuth token bundle fits comfortably).
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
@@ -70,36 +68,14 @@ impl DecryptPurpose {
     }
 }
 
-/// Proof that a signed-in user of a client passed a second-factor check at most
-/// [`FRESH_SECOND_FACTOR`](crate::identity::session::FRESH_SECOND_FACTOR) ago, required to write or delete
-/// credentials. Made only from a session's sign-in state; it is good only for that user's own client.
-#[derive(Debug)]
-pub struct FreshTwoFactor {
-    client_id: ClientId,
-}
+use crate::identity::fresh::FreshTwoFactor;
 
-impl FreshTwoFactor {
-    /// The proof, when the session is signed in and its second factor is fresh at `now`.
-    pub fn from_session(
-        auth: &crate::identity::session::SessionAuth,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Self> {
-        let (client_id, _) = auth.signed_in()?;
-        auth.second_factor_is_fresh(now).then_some(Self { client_id })
-    }
-
-    /// Whether the proof was made for `client_id` (other capabilities that need a fresh second factor, such as
-    /// billing, check it with this).
-    pub fn covers(&self, client_id: ClientId) -> bool {
-        self.client_id == client_id
-    }
-
-    fn check(&self, client_id: ClientId) -> Result<(), VaultError> {
-        if self.client_id == client_id {
-            Ok(())
-        } else {
-            Err(VaultError::Invalid("the second-factor check was made for another account".into()))
-        }
+/// The vault's refusal when a proof was made for another client.
+fn proof_covers(proof: &FreshTwoFactor, client_id: ClientId) -> Result<(), VaultError> {
+    if proof.covers(client_id) {
+        Ok(())
+    } else {
+        Err(VaultError::Invalid("the second-factor check was made for another account".into()))
     }
 }
 
@@ -163,7 +139,7 @@ impl Vault {
         proof: &FreshTwoFactor,
         ip: Option<IpAddr>,
     ) -> Result<CredentialSummary, VaultError> {
-        proof.check(client_id)?;
+        proof_covers(proof, client_id)?;
         let plaintext = value.expose_secret();
         if plaintext.is_empty() {
             return Err(VaultError::Invalid("the credential value is empty".into()));
@@ -207,7 +183,7 @@ impl Vault {
         proof: &FreshTwoFactor,
         ip: Option<IpAddr>,
     ) -> Result<(), VaultError> {
-        proof.check(client_id)?;
+        proof_covers(proof, client_id)?;
         match credentials::delete(&self.db, client_id, agent_id, name.as_str()).await {
             Err(DbError::NotFound) => {
                 self.record_not_found(actor, client_id, agent_id, name, "delete", ip).await?;

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use deployclaw::config::{Config, ConfigFile, DatabaseTarget};
+use deployclaw::context::RequestContext;
 use deployclaw::db::users::{Role, User};
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::Platform;
 use deployclaw_app::server::build_router;
 use deployclaw_app::server::listener::{self, Hooks, ListenerSettings};

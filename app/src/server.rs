@@ -130,7 +130,9 @@ async fn verify_audit(
     config: Config,
     client: Option<deployclaw::db::ClientId>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (keyring, generated) = deployclaw::vault::keyring::Keyring::load(&config, &|name| std::env::var(name).ok())?;
+    let embedded = config.mode == deployclaw::config::Mode::Embedded;
+    let (keyring, generated) =
+        deployclaw::keys::keyring::Keyring::load(&config.data_dir, embedded, &|name| std::env::var(name).ok())?;
     if let Some(path) = generated {
         eprintln!(
             "warning: no master key was found, so a new one was generated at {}; checkpoints signed with the real \
@@ -249,7 +251,10 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         platform.db().clone(),
         platform.vault().clone(),
         Some(platform.mailer().clone()),
-        deployclaw::gateway::LlmSettings::from_config(platform.config()),
+        deployclaw::gateway::LlmSettings::from_config(
+            &platform.config().gateway,
+            platform.config().billing.catalog.clone(),
+        ),
     )
     .map_err(|e| format!("LLM gateway: {e}"))?;
     let gateway = deployclaw::gateway::EgressProxy::with_llm(
@@ -291,7 +296,10 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Customers' SIEM destinations (leased per destination, so every replica may run it).
     let siem = tokio::spawn(deployclaw::audit::siem::run(
         platform.db().clone(),
-        deployclaw::audit::siem::ForwarderSettings::from_config(platform.config()),
+        deployclaw::audit::siem::ForwarderSettings::from_config(
+            &platform.config().siem,
+            platform.config().server.public_url.host_str().unwrap_or("-"),
+        ),
         std::future::pending(),
     ));
     listener::serve(listener, app, listener_settings, listener::Hooks::default(), shutdown_signal()).await?;
@@ -346,8 +354,8 @@ async fn audit_checkpoints(platform: Platform) {
 /// Deletes audit events past their retention period (through the privileged path only), every
 /// `audit.retention_interval`; the first run is at startup.
 async fn audit_retention(platform: Platform) {
-    use deployclaw::audit::retention::{self, RetentionPolicy};
-    let policy = RetentionPolicy::from(platform.config());
+    use deployclaw::audit::retention;
+    let policy = platform.retention_policy().clone();
     let mut every = tokio::time::interval(platform.config().audit.retention_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

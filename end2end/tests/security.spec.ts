@@ -37,7 +37,7 @@ test("following a source link shows the code it names, highlighted", async ({ pa
   await link.click();
 
   await expect(page).toHaveURL(/\/security\/source\/src\/vault\/envelope\.rs\?lines=\d+-\d+#L\d+-L\d+$/);
-  await expect(page.getByRole("heading", { level: 1 })).toHaveText("src/vault/envelope.rs");
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("src/keys/envelope.rs");
   const highlighted = page.locator(".line.hl");
   await expect(highlighted).toHaveCount(Number(end) - Number(start) + 1);
   await expect(highlighted.filter({ hasText: "fn aad_v1" })).toHaveCount(1);

@@ -14,12 +14,7 @@ use crate::db::DbError;
 use crate::runtime::hardening::Template;
 
 const MIB: u64 = 1024 * 1024;
-/// The most memory an agent may ask for until billing plans set the limit.
-pub const MAX_MEMORY_MIB: u32 = 8192;
-/// CPU in thousandths of a core.
-pub const MIN_CPU_MILLIS: u32 = 100;
-pub const MAX_CPU_MILLIS: u32 = 4000;
-pub const DEFAULT_CPU_MILLIS: u32 = 1000;
+pub use crate::runtime::bounds::{DEFAULT_CPU_MILLIS, MAX_CPU_MILLIS, MAX_MEMORY_MIB, MIN_CPU_MILLIS};
 pub const MAX_VARIABLES: usize = 32;
 pub const MAX_VALUE_BYTES: usize = 4096;
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::db::{on_pool, Backend, ClientId, Db, DbError};
-use crate::vault::keyring::{KeyVersion, Keyring, MasterKey};
+use crate::keys::keyring::{KeyVersion, Keyring, MasterKey};
 
 mod verify;
 pub(crate) use verify::verify_chain_upto;

@@ -14,8 +14,8 @@ use futures_util::stream::{self, Stream};
 use serde_json::{Map, Value};
 
 use super::{ActionType, Actor, AuditEvent, NewEvent};
+use crate::context::RequestContext;
 use crate::db::{on_pool, AgentId, AuditEventId, ClientId, Db, DbError};
-use crate::identity::sign_in::RequestContext;
 
 /// Events read per query: the most an export holds in memory at once.
 pub const BATCH: u32 = 500;

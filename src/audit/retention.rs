@@ -11,10 +11,10 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::chain::{self, chain_key_sql, Chain, ChainHash, CheckpointKind};
-use crate::config::AuditConfig;
+use crate::audit::config::AuditConfig;
 use crate::db::pool::Pool;
 use crate::db::{on_pool, ClientId, Db, DbError};
-use crate::vault::keyring::Keyring;
+use crate::keys::keyring::Keyring;
 
 /// The PostgreSQL role that may delete audit rows (created by migration 07 or by an operator).
 pub const RETENTION_ROLE: &str = "deployclaw_audit_retention";
@@ -30,21 +30,22 @@ pub struct RetentionPolicy {
     pub default_days: u32,
     /// The most any client's override may keep.
     pub max_days: u32,
-    /// The billing plans, whose retention limits lower `max_days` per client; `None`: no plan limits.
-    pub plans: Option<crate::billing::Catalog>,
+    /// The plans' retention limits, which lower `max_days` per client; `None`: no plan limits.
+    pub plans: Option<PlanRetention>,
+}
+
+/// The retention limit each plan sets, by plan id; a plan not listed gets `other`. Filled by the platform from
+/// its plan catalog (`plans::Catalog::retention_limits`): the audit trail knows no plans.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanRetention {
+    pub by_plan: std::collections::BTreeMap<String, u32>,
+    pub other: u32,
 }
 
 /// The audit settings alone: no plan limits.
 impl From<&AuditConfig> for RetentionPolicy {
     fn from(c: &AuditConfig) -> Self {
         Self { default_days: c.retention_days, max_days: c.max_retention_days, plans: None }
-    }
-}
-
-/// The audit settings with the configured billing plans' retention limits.
-impl From<&crate::config::Config> for RetentionPolicy {
-    fn from(c: &crate::config::Config) -> Self {
-        Self { plans: Some(c.billing.catalog.clone()), ..Self::from(&c.audit) }
     }
 }
 
@@ -62,7 +63,7 @@ impl RetentionPolicy {
 
     /// The retention limit of a billing plan, in days; `None`: the platform maximum applies.
     pub fn plan_max_retention_days(&self, plan: &str) -> Option<u32> {
-        self.plans.as_ref().map(|c| c.limits_for(plan).audit_retention_days)
+        self.plans.as_ref().map(|r| r.by_plan.get(plan).copied().unwrap_or(r.other))
     }
 }
 
@@ -245,14 +246,14 @@ mod tests {
 
     #[test]
     fn a_billed_plan_lowers_the_maximum() {
-        use crate::billing::plans::{default_plans, Catalog};
-        let billed =
-            RetentionPolicy { default_days: 90, max_days: 3650, plans: Some(Catalog::new(default_plans(), true)) };
+        let plans = PlanRetention { by_plan: [("trial".to_string(), 30), ("team".to_string(), 365)].into(), other: 30 };
+        let billed = RetentionPolicy { default_days: 90, max_days: 3650, plans: Some(plans) };
         assert_eq!(billed.max_days_for(Some("trial")), 30);
         assert_eq!(billed.days_for(None, Some("trial")), 30, "the default is clamped to the plan");
         assert_eq!(billed.max_days_for(Some("team")), 365);
         assert_eq!(billed.max_days_for(None), 3650, "platform events");
-        let unbilled = RetentionPolicy { plans: Some(Catalog::new(default_plans(), false)), ..billed };
+        assert_eq!(billed.max_days_for(Some("removed-plan")), 30, "an unlisted plan: `other`");
+        let unbilled = RetentionPolicy { plans: Some(PlanRetention { other: 3650, ..Default::default() }), ..billed };
         assert_eq!(unbilled.max_days_for(Some("trial")), 3650, "self-hosted: the platform maximum");
     }
 }

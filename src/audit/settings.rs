@@ -18,9 +18,9 @@ use url::{Host, Url};
 use super::retention::RetentionPolicy;
 use super::siem::{self, Destination, DestinationId, Endpoint, NewDestination, StartAt};
 use super::{append, ActionType, Actor, NewEvent};
-use crate::config::SiemConfig;
+use crate::audit::config::SiemConfig;
+use crate::context::RequestContext;
 use crate::db::{on_pool, ClientId, Db, DbError};
-use crate::identity::sign_in::RequestContext;
 
 /// Where a client's retention period comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -29,7 +29,6 @@ use uuid::Uuid;
 
 use super::export::{page, Filter};
 use super::AuditEvent;
-use crate::config::Config;
 use crate::db::{on_pool, AuditEventId, ClientId, Db, DbError};
 use net::Connection;
 
@@ -385,10 +384,11 @@ pub struct ForwarderSettings {
 }
 
 impl ForwarderSettings {
-    pub fn from_config(config: &Config) -> Self {
+    /// The forwarder for `siem`, naming itself `hostname` (the platform's public host) in syslog.
+    pub fn from_config(siem: &super::config::SiemConfig, hostname: &str) -> Self {
         Self {
-            allow_private_destinations: config.siem.allow_private_destinations,
-            hostname: config.server.public_url.host_str().unwrap_or("-").to_string(),
+            allow_private_destinations: siem.allow_private_destinations,
+            hostname: hostname.to_string(),
             ..Self::default()
         }
     }
@@ -457,7 +457,7 @@ pub struct Delivered {
 /// client gets its events after its cursor, in batches; a failing destination waits out an exponential
 /// backoff. Cancelling mid-batch is safe (the batch is sent again later).
 ///
-/// Wiring: `tokio::spawn(siem::run(platform.db().clone(), ForwarderSettings::from_config(config), shutdown))`.
+/// Wiring: `tokio::spawn(siem::run(db, ForwarderSettings::from_config(&config.siem, public_host), shutdown))`.
 pub async fn run(db: Db, settings: ForwarderSettings, shutdown: impl std::future::Future<Output = ()>) {
     let owner = Uuid::now_v7();
     let mut backoff: HashMap<DestinationId, Backoff> = HashMap::new();

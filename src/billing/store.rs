@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::plans::TRIAL;
 use crate::db::text_enum::text_enum;
 use crate::db::{on_pool, ClientId, Db, DbError};
+use crate::plans::TRIAL;
 
 text_enum!(
     /// A Stripe subscription's status, mirrored (`none`: the client never subscribed).

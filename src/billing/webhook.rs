@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::plans::Catalog;
 use super::store::{Change, SubscriptionStatus};
 use crate::db::ClientId;
+use crate::plans::Catalog;
 
 /// The largest webhook body read; a bigger one is refused (413) before it is read whole. Stripe's events are a
 /// few KiB.
@@ -141,7 +141,7 @@ pub fn change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::billing::plans::default_plans;
+    use crate::plans::default_plans;
     use serde_json::json;
 
     fn event(kind: &str, object: Value) -> Event {

@@ -152,43 +152,37 @@ pub async fn delete(db: &Db, client_id: ClientId, id: AgentId) -> Result<(), DbE
     }
 }
 
-/// The agent's network block, assigning the lowest free one in `0..blocks` on first use. Safe under
-/// concurrency: the unique index makes a second claim of the same block fail, and the loser tries again.
-pub async fn assign_network_block(db: &Db, client_id: ClientId, id: AgentId, blocks: u32) -> Result<i32, DbError> {
-    for _ in 0..8 {
-        let agent = get(db, client_id, id).await?;
-        if let Some(block) = agent.network_block {
-            return Ok(block);
-        }
-        let used: Vec<i32> = on_pool!(db, |p| sqlx::query_scalar(
-            "SELECT network_block FROM agents WHERE network_block IS NOT NULL ORDER BY network_block"
-        )
-        .fetch_all(p)
-        .await?);
-        let used: Vec<u32> = used.into_iter().filter_map(|b| u32::try_from(b).ok()).collect();
-        let pool = crate::runtime::subnets::Pool { base: std::net::Ipv4Addr::UNSPECIFIED, blocks };
-        let Some(free) = pool.first_free(&used) else {
-            return Err(DbError::Invalid("every agent network is in use; ask the operator to enlarge the pool".into()));
-        };
-        let free = i32::try_from(free).expect("blocks fit in i32");
-        let claimed = on_pool!(db, |p| sqlx::query(
-            "UPDATE agents SET network_block = $1 WHERE id = $2 AND client_id = $3 AND network_block IS NULL"
-        )
-        .bind(free)
-        .bind(id)
-        .bind(client_id)
-        .execute(p)
-        .await
-        .map(|_| ()));
-        match claimed {
-            Ok(_) => continue, // re-read: either ours now, or someone else's claim won and we pick again
-            Err(e) => match DbError::from(e) {
-                DbError::Conflict(_) => continue,
-                other => return Err(other),
-            },
-        }
+/// Every network block held by an agent (of any client): what a new block must not be.
+pub async fn used_network_blocks(db: &Db) -> Result<Vec<u32>, DbError> {
+    let used: Vec<i32> = on_pool!(db, |p| sqlx::query_scalar(
+        "SELECT network_block FROM agents WHERE network_block IS NOT NULL ORDER BY network_block"
+    )
+    .fetch_all(p)
+    .await?);
+    Ok(used.into_iter().filter_map(|b| u32::try_from(b).ok()).collect())
+}
+
+/// Claims `block` for the agent if it has none yet, atomically: `false` when another agent's claim of the same
+/// block won (the unique index refuses the second) or the agent already holds a block. The caller re-reads the
+/// agent and decides again; which block to ask for is its choice, not the repository's.
+pub async fn claim_network_block(db: &Db, client_id: ClientId, id: AgentId, block: u32) -> Result<bool, DbError> {
+    let block = i32::try_from(block).map_err(|_| DbError::Invalid("network block out of range".into()))?;
+    let claimed = on_pool!(db, |p| sqlx::query(
+        "UPDATE agents SET network_block = $1 WHERE id = $2 AND client_id = $3 AND network_block IS NULL"
+    )
+    .bind(block)
+    .bind(id)
+    .bind(client_id)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()));
+    match claimed {
+        Ok(n) => Ok(n == 1),
+        Err(e) => match DbError::from(e) {
+            DbError::Conflict(_) => Ok(false),
+            other => Err(other),
+        },
     }
-    Err(DbError::Conflict("could not assign an agent network; try again".into()))
 }
 
 /// Records what the runtime did: status, container, reason, and (when deploying) the gateway token's hash.

@@ -7,8 +7,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use super::config::{DatabaseConfig, DatabaseTarget};
 use super::DbError;
-use crate::config::{DatabaseConfig, DatabaseTarget};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -40,7 +40,7 @@ pub(crate) enum Pool {
 pub struct Db {
     pool: Pool,
     /// Live audit announcements for this database (see `audit::live`).
-    hub: std::sync::Arc<crate::audit::live::Hub>,
+    hub: std::sync::Arc<super::notify::Hub>,
 }
 
 /// How the database schema compares with the migrations compiled into this binary.
@@ -118,7 +118,7 @@ impl Db {
         &self.pool
     }
 
-    pub(crate) fn hub(&self) -> &std::sync::Arc<crate::audit::live::Hub> {
+    pub(crate) fn hub(&self) -> &std::sync::Arc<super::notify::Hub> {
         &self.hub
     }
 

@@ -23,7 +23,7 @@
 //! Calls already under way when the cap is reached still finish: the cap can be passed by at most the cost
 //! of the calls in flight at that moment (at most `max_connections_per_agent`).
 
-pub mod pricing;
+use super::pricing;
 pub mod spend;
 pub mod upstream;
 pub mod usage;
@@ -45,10 +45,10 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use url::Url;
 
-use self::pricing::{ModelPrice, PriceTable, Usage};
 use self::upstream::{Lease, Upstream};
 use self::usage::UsageScanner;
 use super::permissions::format_usd as usd;
+use super::pricing::{ModelPrice, PriceTable, Usage};
 use super::store;
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::{AgentId, ClientId, Db};
@@ -122,12 +122,12 @@ pub struct LlmSettings {
     pub idle_timeout: Duration,
     /// The billing plans: a client's plan caps each agent's daily spend too (the lower cap wins). `None`
     /// (tests of the gateway alone): only the agent's own cap.
-    pub plans: Option<crate::billing::plans::Catalog>,
+    pub plans: Option<crate::plans::Catalog>,
 }
 
 impl LlmSettings {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let c = &config.gateway;
+    /// The gateway's settings with the plans whose caps apply.
+    pub fn from_config(c: &super::config::GatewayConfig, plans: crate::plans::Catalog) -> Self {
         Self {
             openai_base_url: c.openai_base_url.clone(),
             anthropic_base_url: c.anthropic_base_url.clone(),
@@ -135,7 +135,7 @@ impl LlmSettings {
             connect_timeout: c.connect_timeout,
             answer_timeout: c.llm_answer_timeout,
             idle_timeout: c.idle_timeout,
-            plans: Some(config.billing.catalog.clone()),
+            plans: Some(plans),
         }
     }
 }
@@ -266,7 +266,7 @@ impl LlmGateway {
         let spent = spend::day(&self.inner.db, client, agent, today).await?.spent_micro_usd;
         let mut cap = identity.permissions.max_daily_token_spend_micro_usd.micro();
         if let Some(plans) = &self.inner.settings.plans {
-            cap = cap.min(crate::billing::plan_limits(&self.inner.db, plans, client).await?.daily_token_cap_micro_usd);
+            cap = cap.min(crate::plans::limits_of(&self.inner.db, plans, client).await?.daily_token_cap_micro_usd);
         }
         let admission = Admission {
             token_hash: identity.token_hash,
@@ -349,7 +349,8 @@ impl LlmGateway {
                 None,
             ),
         })?;
-        if !store::token_matches(admission.token_hash.as_deref(), token(req.headers()).as_deref()) {
+        if !super::token::matches(admission.token_hash.as_deref(), super::token::from_headers(req.headers()).as_deref())
+        {
             return Err((refuse(StatusCode::UNAUTHORIZED, "authentication_error", "invalid gateway token"), None));
         }
         let (parts, body) = req.into_parts();
@@ -734,22 +735,6 @@ impl Drop for Meter {
     }
 }
 
-/// The gateway token an agent presents: `Authorization: Bearer`, `x-api-key`, or Basic proxy credentials.
-fn token(headers: &HeaderMap) -> Option<String> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(v) = text("authorization") {
-        if let Some((scheme, t)) = v.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(t.trim().to_string());
-            }
-        }
-    }
-    if let Some(v) = text("x-api-key") {
-        return Some(v.to_string());
-    }
-    text("proxy-authorization").and_then(|v| super::proxy::basic_token(v.as_bytes()))
-}
-
 /// Checks the body is a JSON object naming a model; for an OpenAI stream, makes sure the final chunk
 /// carries usage (`stream_options.include_usage`). Returns the model, whether it streams, and the body to send.
 fn inspect_body(provider: Provider, body: Bytes) -> Result<(String, bool, Bytes), Refusal> {
@@ -872,20 +857,6 @@ mod tests {
         assert_eq!(Provider::route("/v1/completions"), None);
         assert!(Provider::holds("openai_api_key") && Provider::holds("anthropic_api_key"));
         assert!(!Provider::holds("slack_token"));
-    }
-
-    #[test]
-    fn tokens_come_from_bearer_api_key_or_proxy_basic() {
-        let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer dca_one"));
-        assert_eq!(token(&h).as_deref(), Some("dca_one"));
-        let mut h = HeaderMap::new();
-        h.insert("x-api-key", HeaderValue::from_static("dca_two"));
-        assert_eq!(token(&h).as_deref(), Some("dca_two"));
-        let mut h = HeaderMap::new();
-        h.insert("proxy-authorization", HeaderValue::from_static("Basic YWdlbnQ6ZGNhX3RocmVl"));
-        assert_eq!(token(&h).as_deref(), Some("dca_three"));
-        assert_eq!(token(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -18,19 +18,7 @@ impl Identity {
     /// Whether `presented` is the agent's current gateway token: SHA-256 compared in constant time; never true
     /// before its first deploy or without a token.
     pub fn token_matches(&self, presented: Option<&str>) -> bool {
-        token_matches(self.token_hash.as_deref(), presented)
-    }
-}
-
-/// `presented`'s SHA-256 against `stored` (32 bytes), in constant time.
-pub fn token_matches(stored: Option<&[u8]>, presented: Option<&str>) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    match (stored, presented) {
-        (Some(stored), Some(given)) => {
-            stored.len() == 32 && bool::from(stored.ct_eq(Sha256::digest(given.as_bytes()).as_slice()))
-        }
-        _ => false,
+        super::token::matches(self.token_hash.as_deref(), presented)
     }
 }
 

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::db::{on_pool, Db, DbError};
 use crate::email::EmailAddress;
-use crate::vault::keyring::Keyring;
+use crate::keys::keyring::Keyring;
 
 /// Default validity (OWASP ASVS 5.0 6.5.5 caps out-of-band codes at 10 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::sign_in::RequestContext;
 use super::throttle::client_network;
+use crate::context::RequestContext;
 use crate::db::{on_pool, Db, DbError, UserId};
 
 /// What a completed sign-in's device was.

@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::sign_in::{RequestContext, VerifiedEmail};
+use super::sign_in::VerifiedEmail;
+use crate::context::RequestContext;
 use crate::db::{ClientId, UserId};
 
 /// A signed-in session ends after this long without a request.

@@ -4,26 +4,18 @@
 //! an unknown address it leads to sign-up), and every failure is the same rejection. Sending and guessing are
 //! throttled per IP and per account. Every step is audited - never with the code.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codes::{CodeError, SignInCodes};
 use super::throttle::{self, Bucket, Throttle, ThrottleKind, Throttled};
 use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::context::RequestContext;
 use crate::db::clients::{self, ClientName, NewClient};
 use crate::db::users::{self, User};
 use crate::db::{ClientId, Db, DbError};
 use crate::email::EmailAddress;
 use crate::mail::{sign_in_code_email, MailError, Mailer};
-
-/// Where a request came from, for throttling and the audit trail.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub ip: IpAddr,
-    pub user_agent: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {

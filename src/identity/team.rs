@@ -6,8 +6,8 @@
 
 use serde_json::json;
 
-use super::sign_in::RequestContext;
 use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::context::RequestContext;
 use crate::db::clients::{self, ClientName, NewClient};
 use crate::db::users::{self, Role, User};
 use crate::db::{Db, DbError, UserId};

@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 use super::codes::CodeRejected;
 use crate::db::{on_pool, ClientId, Db, DbError, UserId};
 use crate::email::EmailAddress;
-use crate::vault::envelope::{self, Envelope, EnvelopeError};
-use crate::vault::keyring::Keyring;
+use crate::keys::envelope::{self, Envelope, EnvelopeError};
+use crate::keys::keyring::Keyring;
 
 /// The issuer shown in authenticator apps.
 pub const ISSUER: &str = "DeployClaw";

@@ -13,15 +13,15 @@ use super::codes::CodeRejected;
 use super::devices::{self, DeviceSeen};
 use super::recovery::{self, RecoveryCode, RecoveryError};
 use super::session::store::DbSessionStore;
-use super::sign_in::RequestContext;
 use super::throttle::{self, Bucket, Throttle, ThrottleKind, Throttled};
 use super::totp::{self, Enrollment, TotpError};
 use crate::audit::{self, ActionType, Actor, NewEvent};
+use crate::context::RequestContext;
 use crate::db::users::{self, User};
 use crate::db::Db;
 use crate::db::{DbError, UserId};
+use crate::keys::keyring::Keyring;
 use crate::mail::{new_device_email, recovery_code_used_email, Mailer, NoticeContext};
-use crate::vault::keyring::Keyring;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TwoFactorError {

@@ -17,12 +17,12 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::envelope::{self, Binding};
-use super::keyring::KeyVersion;
 use super::{as_row, from_row, Vault, VaultError};
 use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::db::credentials;
 use crate::db::{ClientId, CredentialId, UserId};
+use crate::keys::envelope::{self, Binding};
+use crate::keys::keyring::KeyVersion;
 
 /// How far a rotation run has come with one kind of record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use deployclaw::audit::chain::{self, BreakKind, Chain, ChainHash};
 use deployclaw::audit::retention::{self, RetentionPolicy};
 use deployclaw::audit::{self, ActionType, Actor, AuditEvent, NewEvent, EVENT_COLUMNS};
 use deployclaw::db::{Backend, ClientId, Db};
-use deployclaw::vault::keyring::Keyring;
+use deployclaw::keys::keyring::Keyring;
 use serde_json::json;
 
 use crate::support::{db_test, new_client, test_keyring, TestDb};
@@ -538,7 +538,7 @@ db_test!(the_report_reads_as_one_line_per_chain, |t| {
 });
 
 db_test!(after_a_key_rotation_checkpoints_are_re_signed_so_the_old_key_can_retire, |t| {
-    use deployclaw::vault::keyring::{KeyVersion, MasterKey};
+    use deployclaw::keys::keyring::{KeyVersion, MasterKey};
     let (v1, v2) = (MasterKey::generate(), MasterKey::generate());
     let old = Keyring::new([(KeyVersion(1), v1.clone())], "test").unwrap();
     let both = Keyring::new([(KeyVersion(1), v1), (KeyVersion(2), v2.clone())], "test").unwrap();

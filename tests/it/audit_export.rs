@@ -272,7 +272,7 @@ db_test!(a_large_export_is_complete_in_order_and_read_in_bounded_batches, |t| {
 db_test!(starting_an_export_records_it_in_the_audit_trail, |t| {
     let acme = new_client(&t.db, "acme").await.id;
     let user = UserId::new();
-    let ctx = deployclaw::identity::sign_in::RequestContext {
+    let ctx = deployclaw::context::RequestContext {
         ip: "198.51.100.4".parse().unwrap(),
         user_agent: Some("test-browser".into()),
     };

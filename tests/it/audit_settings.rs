@@ -6,9 +6,9 @@ use deployclaw::audit::settings::{self, RetentionSource};
 use deployclaw::audit::siem::{self, Endpoint, Kind, NewDestination, StartAt};
 use deployclaw::audit::{self, Actor, AuditEvent};
 use deployclaw::config::SiemConfig;
+use deployclaw::context::RequestContext;
 use deployclaw::db::users::{self, Role, User};
 use deployclaw::db::{ClientId, Db, DbError};
-use deployclaw::identity::sign_in::RequestContext;
 use serde_json::json;
 
 use crate::support::{db_test, new_client};

@@ -2,17 +2,16 @@
 //! exactly once and in order - payment failure, grace period, agents stopped, recovery, cancellation.
 
 use chrono::{Duration, Utc};
-use deployclaw::audit::retention::RetentionPolicy;
 use deployclaw::audit::settings;
 use deployclaw::audit::siem::{Endpoint, Kind, NewDestination, StartAt};
 use deployclaw::audit::{self, Actor};
 use deployclaw::billing::signature::{self, SignatureError};
 use deployclaw::billing::{SubscriptionStatus, WebhookError, WebhookOutcome};
 use deployclaw::config::{Config, ConfigFile};
+use deployclaw::context::RequestContext;
 use deployclaw::db::agents::{self as agent_rows, AgentName, AgentStatus};
 use deployclaw::db::users::{self, Role};
 use deployclaw::db::{ClientId, DbError};
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::Platform;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -99,7 +98,7 @@ db_test!(without_billing_every_client_has_the_self_hosted_limits, |t| {
     let err = platform.billing().handle_webhook(Some("t=1,v1=00"), b"{}", Utc::now()).await.unwrap_err();
     assert!(matches!(err, WebhookError::NotConfigured), "{err:?}");
     assert!(matches!(
-        deployclaw::billing::plan_limits(&t.db, platform.billing().catalog(), ClientId::new()).await,
+        deployclaw::plans::limits_of(&t.db, platform.billing().catalog(), ClientId::new()).await,
         Err(DbError::NotFound)
     ));
 });
@@ -129,7 +128,7 @@ db_test!(agent_count_memory_cpu_retention_and_siem_follow_the_plan, |t| {
     assert_eq!(agents.get(client, first.id).await.unwrap().config.0, json!({}));
 
     // Retention: the trial keeps 30 days at most.
-    let policy = RetentionPolicy::from(b.platform.config());
+    let policy = b.platform.retention_policy().clone();
     assert_eq!(settings::retention(&t.db, &policy, client).await.unwrap().max_days, 30);
     let err = settings::change_retention(&t.db, &policy, owner, client, Some(90), &ctx()).await.unwrap_err();
     assert!(err.to_string().contains("between 1 and 30 days"), "{err}");

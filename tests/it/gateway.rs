@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use deployclaw::agents::Agents;
 use deployclaw::audit::{self, Actor};
+use deployclaw::context::RequestContext;
 use deployclaw::db::agents::{self as agent_rows, AgentName, AgentStatus};
 use deployclaw::db::{AgentId, ClientId, Db};
 use deployclaw::gateway::{EgressProxy, Permissions, PermissionsInput, ProxySettings, RateLimit};
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::runtime::subnets::Pool;
 use deployclaw::vault::Vault;
 use sha2::{Digest, Sha256};

@@ -16,8 +16,8 @@ use deployclaw::audit::{self, Actor};
 use deployclaw::db::users::{self, Role};
 use deployclaw::db::{AgentId, ClientId, Db};
 use deployclaw::email::EmailAddress;
-use deployclaw::gateway::llm::pricing::{ModelPrice, PriceTable};
 use deployclaw::gateway::llm::spend;
+use deployclaw::gateway::pricing::{ModelPrice, PriceTable};
 use deployclaw::gateway::{
     EgressProxy, LlmGateway, LlmSettings, Permissions, PermissionsInput, Provider, ProxySettings,
 };
@@ -74,12 +74,7 @@ async fn llm(db: &Db, cap_usd: &str, mailer: Option<Mailer>) -> Llm {
     llm_with(db, cap_usd, mailer, None).await
 }
 
-async fn llm_with(
-    db: &Db,
-    cap_usd: &str,
-    mailer: Option<Mailer>,
-    plans: Option<deployclaw::billing::plans::Catalog>,
-) -> Llm {
+async fn llm_with(db: &Db, cap_usd: &str, mailer: Option<Mailer>, plans: Option<deployclaw::plans::Catalog>) -> Llm {
     let key = format!("sk-standin-NOTREAL-{}", uuid::Uuid::now_v7().simple());
     let standin = StandIn::start(&key, Reply { cache_read_tokens: 200, ..Reply::default() }).await;
     let vault = Vault::new(db.clone(), test_keyring(&[1]));
@@ -484,10 +479,10 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
 }
 
 db_test!(the_clients_plan_caps_spend_below_the_agents_own_cap, |t| {
-    use deployclaw::billing::plans::{default_plans, Catalog};
+    use deployclaw::plans::{default_plans, Catalog};
     // Billing on: a new client is on the trial plan (1 USD a day), whatever the agent's own cap (1,000 USD).
     let l = llm_with(&t.db, "1000", None, Some(Catalog::new(default_plans(), true))).await;
-    let usage = deployclaw::gateway::llm::pricing::Usage::default();
+    let usage = deployclaw::gateway::pricing::Usage::default();
     spend::add(&t.db, l.client, l.agent, spend::today(), 1_000_000, usage).await.unwrap();
     let a = openai(&l, false).await;
     assert_eq!(a.status, 402, "{}", a.body);

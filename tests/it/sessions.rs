@@ -5,13 +5,13 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use deployclaw::audit;
+use deployclaw::context::RequestContext;
 use deployclaw::db::users::{self, Role};
 use deployclaw::db::DbError;
 use deployclaw::email::EmailAddress;
 use deployclaw::identity::devices::DeviceSeen;
 use deployclaw::identity::session::store::{DbSessionStore, SessionHandle};
 use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::identity::team::{self, Team, TeamError};
 use deployclaw::identity::two_factor::{TwoFactor, TwoFactorError};
 use deployclaw::mail::{MailTransport, Mailer};

@@ -4,11 +4,12 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use deployclaw::audit;
+use deployclaw::context::RequestContext;
 use deployclaw::db::clients::ClientName;
 use deployclaw::db::users::Role;
 use deployclaw::email::EmailAddress;
 use deployclaw::identity::codes::{SignInCodes, DEFAULT_TTL};
-use deployclaw::identity::sign_in::{CodeOutcome, RequestContext, SignIn, SignInError};
+use deployclaw::identity::sign_in::{CodeOutcome, SignIn, SignInError};
 use deployclaw::mail::{MailTransport, Mailer};
 
 use crate::support::{db_test, test_keyring};

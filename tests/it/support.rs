@@ -157,8 +157,8 @@ impl TestDb {
 }
 
 /// A keyring with fresh random keys for the given versions.
-pub fn test_keyring(versions: &[u32]) -> deployclaw::vault::keyring::Keyring {
-    use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
+pub fn test_keyring(versions: &[u32]) -> deployclaw::keys::keyring::Keyring {
+    use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
     Keyring::new(versions.iter().map(|v| (KeyVersion(*v), MasterKey::generate())), "test").unwrap()
 }
 
@@ -188,14 +188,14 @@ pub async fn new_client(db: &Db, name: &str) -> deployclaw::db::clients::Client 
 }
 
 /// A fresh second-factor proof for a user of `client`, made the only way there is: from a signed-in session.
-pub fn fresh_proof(client: deployclaw::db::ClientId) -> deployclaw::vault::FreshTwoFactor {
+pub fn fresh_proof(client: deployclaw::db::ClientId) -> deployclaw::identity::fresh::FreshTwoFactor {
     use deployclaw::identity::session::{SessionAuth, Stage};
-    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
+    let ctx = deployclaw::context::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
     let now = deployclaw::db::now();
     let user_id = deployclaw::db::UserId::new();
     let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);
     auth.second_factor_passed(client, user_id, now);
-    deployclaw::vault::FreshTwoFactor::from_session(&auth, now).expect("fresh")
+    deployclaw::identity::fresh::FreshTwoFactor::from_session(&auth, now).expect("fresh")
 }
 
 /// How long a test waits for something it expects to happen (a container to answer, an event to be written,

@@ -8,11 +8,12 @@ use deployclaw::db::agents::{self, AgentName, NewAgent};
 use deployclaw::db::users::{self, Role, User};
 use deployclaw::db::{credentials, AgentId, ClientId, Db, UserId};
 use deployclaw::email::EmailAddress;
+use deployclaw::identity::fresh::FreshTwoFactor;
 use deployclaw::identity::totp::{self, Enrollment};
-use deployclaw::vault::envelope::{self, EnvelopeError};
-use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
+use deployclaw::keys::envelope::{self, EnvelopeError};
+use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
 use deployclaw::vault::rotation::{self, totp_seeds, RotationCounts, SealedRecord};
-use deployclaw::vault::{CredentialName, DecryptPurpose, FreshTwoFactor, Vault, VaultError, MAX_SECRET_BYTES};
+use deployclaw::vault::{CredentialName, DecryptPurpose, Vault, VaultError, MAX_SECRET_BYTES};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::json;
 
@@ -357,7 +358,7 @@ db_test!(writes_need_a_fresh_second_factor_of_the_same_account, |t| {
     let delete = vault.delete(acme.user, acme.client, acme.agent, &name("k"), &proof(globex.client), None).await;
     assert!(matches!(delete, Err(VaultError::Invalid(_))), "{delete:?}");
     // No proof from a session whose second factor is 16 minutes old, or that never passed one.
-    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
+    let ctx = deployclaw::context::RequestContext { ip: "203.0.113.1".parse().unwrap(), user_agent: None };
     let now = deployclaw::db::now();
     let user_id = UserId::new();
     let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: acme.client, user_id }, &ctx, now);

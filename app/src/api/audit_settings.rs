@@ -112,7 +112,7 @@ fn refused(e: deployclaw::db::DbError) -> AppError {
 
 #[cfg(feature = "ssr")]
 fn policy(caller: &Caller) -> deployclaw::audit::retention::RetentionPolicy {
-    caller.platform.config().into()
+    caller.platform.retention_policy().clone()
 }
 
 #[cfg(feature = "ssr")]

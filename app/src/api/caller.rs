@@ -3,9 +3,9 @@
 //! Authorization lives here and in the core, never in the UI: a server function first asks for the
 //! [`Access`] it needs; hiding a button is not a check.
 
+use deployclaw::context::RequestContext;
 use deployclaw::db::users::{self, Role, User};
 use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
-use deployclaw::identity::sign_in::RequestContext;
 use deployclaw::Platform;
 use leptos::prelude::use_context;
 use tower_sessions::Session;
@@ -105,10 +105,10 @@ impl Caller {
     }
 
     /// Proof for the vault that this session's second factor is fresh (see [`require_fresh`](Self::require_fresh)).
-    pub fn vault_proof(&self) -> Result<deployclaw::vault::FreshTwoFactor, AppError> {
+    pub fn vault_proof(&self) -> Result<deployclaw::identity::fresh::FreshTwoFactor, AppError> {
         self.auth
             .as_ref()
-            .and_then(|a| deployclaw::vault::FreshTwoFactor::from_session(a, deployclaw::db::now()))
+            .and_then(|a| deployclaw::identity::fresh::FreshTwoFactor::from_session(a, deployclaw::db::now()))
             .ok_or(AppError::TwoFactorRequired)
     }
 

@@ -77,9 +77,9 @@ pub fn parameters() -> Vec<Parameter> {
     };
     use deployclaw::gateway::proxy::{HEAD_TIMEOUT, MAX_HEAD_BYTES};
     use deployclaw::identity::{codes, recovery, session, throttle, totp};
+    use deployclaw::keys::envelope::{AAD_PREFIX, CIPHER, CLIENT_KEY_SALT, NONCE_BYTES, TAG_BYTES};
+    use deployclaw::keys::keyring::KEY_BYTES;
     use deployclaw::runtime::hardening::{GATEWAY_PORT, PIDS_LIMIT};
-    use deployclaw::vault::envelope::{AAD_PREFIX, CIPHER, CLIENT_KEY_SALT, NONCE_BYTES, TAG_BYTES};
-    use deployclaw::vault::keyring::KEY_BYTES;
 
     let rows: Vec<(&str, &str, String)> = vec![
         ("credentials", "Cipher", CIPHER.to_string()),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::security::sources::source;
 use crate::security::REFERENCES;
 
-/// The route of the source view (`/security/source/src/vault/envelope.rs`).
+/// The route of the source view (`/security/source/src/keys/envelope.rs`).
 pub const SOURCE_ROUTE: &str = "/security/source/{*path}";
 /// RFC 9116's location.
 pub const SECURITY_TXT_PATH: &str = "/.well-known/security.txt";

@@ -187,7 +187,7 @@ async fn permissions_are_validated_stored_and_shown_back() {
     assert_eq!(page["spend"]["spent_usd"], "0.00");
     assert_eq!(page["spend"]["cap_usd"], "12.50");
     let agent_id: deployclaw::db::AgentId = id.parse().unwrap();
-    let usage = deployclaw::gateway::llm::pricing::Usage { input_tokens: 1000, output_tokens: 500 };
+    let usage = deployclaw::gateway::pricing::Usage { input_tokens: 1000, output_tokens: 500 };
     let day = deployclaw::gateway::llm::spend::today();
     deployclaw::gateway::llm::spend::add(app.platform.db(), owner.client_id, agent_id, day, 3_125_000, usage)
         .await

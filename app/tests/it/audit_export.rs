@@ -54,8 +54,8 @@ async fn anonymous_and_half_signed_in_callers_cannot_export() {
 
 /// A session at the second-factor step.
 async fn half_signed_in(app: &TestApp, user: &deployclaw::db::users::User) -> String {
+    use deployclaw::context::RequestContext;
     use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
-    use deployclaw::identity::sign_in::RequestContext;
     use tower_sessions::session::{Id, Record};
     use tower_sessions::SessionStore;
     let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: Some("test-browser".into()) };

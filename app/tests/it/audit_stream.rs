@@ -149,7 +149,7 @@ async fn filters_are_checked_and_history_ranges_end() {
             rival.client_id,
             deployclaw::db::agents::AgentName::parse("their-bot").unwrap(),
             "test-agent",
-            &deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None },
+            &deployclaw::context::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None },
         )
         .await
         .unwrap();

@@ -57,7 +57,7 @@ impl World {
         let second_id: tower_sessions::session::Id = second.cookie.split_once('=').unwrap().1.parse().unwrap();
         let second_handle = app.platform.sessions().handle_of(&second_id).await.unwrap().unwrap();
         assert!(handles.iter().any(|h| h.handle == second_handle));
-        let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+        let ctx = deployclaw::context::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
         let actor = deployclaw::audit::Actor::User(owner_user.id);
         let agents = app.platform.agents();
         let name = |n: &str| deployclaw::db::agents::AgentName::parse(n).unwrap();
@@ -542,7 +542,7 @@ async fn each_server_function_admits_exactly_who_it_should() {
     // The owner's deploy really ran a container; remove it with its network and volume.
     let bot = agents.iter().find(|a| a.name == "bot").unwrap();
     assert!(bot.container_id.is_some(), "deployed by the owner");
-    let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+    let ctx = deployclaw::context::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
     world.app.platform.agents().remove(deployclaw::audit::Actor::Platform, bot.client_id, bot.id, &ctx).await.unwrap();
     world.app.stop().await;
 }

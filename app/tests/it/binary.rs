@@ -179,8 +179,9 @@ async fn vault_rotation_survives_being_killed_half_way() {
     use base64::Engine as _;
     use deployclaw::audit::Actor;
     use deployclaw::db::{agents, clients, Db};
-    use deployclaw::vault::keyring::{KeyVersion, Keyring, MasterKey};
-    use deployclaw::vault::{rotation, CredentialName, DecryptPurpose, FreshTwoFactor, Vault};
+    use deployclaw::identity::fresh::FreshTwoFactor;
+    use deployclaw::keys::keyring::{KeyVersion, Keyring, MasterKey};
+    use deployclaw::vault::{rotation, CredentialName, DecryptPurpose, Vault};
     use secrecy::{ExposeSecret, SecretSlice};
     use tokio::io::AsyncBufReadExt;
 
@@ -229,7 +230,7 @@ async fn vault_rotation_survives_being_killed_half_way() {
     .id;
     let proof = {
         use deployclaw::identity::session::{SessionAuth, Stage};
-        let ctx = deployclaw::identity::sign_in::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
+        let ctx = deployclaw::context::RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
         let now = deployclaw::db::now();
         let user_id = deployclaw::db::UserId::new();
         let mut auth = SessionAuth::begin(Stage::TwoFactor { client_id: client, user_id }, &ctx, now);

@@ -80,9 +80,9 @@ async fn security_page_renders_its_sections_and_the_constants_current_values() {
     // ... and, formatted here from the same constants, the ones the issue names.
     use deployclaw::identity::{codes, session, throttle};
     let expected = [
-        deployclaw::vault::envelope::CIPHER.to_string(),
-        format!("{} bits", deployclaw::vault::keyring::KEY_BYTES * 8),
-        format!("{} bytes, random for every seal", deployclaw::vault::envelope::NONCE_BYTES),
+        deployclaw::keys::envelope::CIPHER.to_string(),
+        format!("{} bits", deployclaw::keys::keyring::KEY_BYTES * 8),
+        format!("{} bytes, random for every seal", deployclaw::keys::envelope::NONCE_BYTES),
         format!("{} digits, single use", codes::CODE_DIGITS),
         duration(codes::DEFAULT_TTL),
         format!("{} to {}", duration(codes::MIN_TTL), duration(codes::MAX_TTL)),
@@ -153,14 +153,14 @@ async fn every_source_link_on_the_page_opens_the_code_it_names() {
 #[tokio::test]
 async fn the_source_view_serves_only_referenced_files() {
     let app = TestApp::spawn().await;
-    assert_eq!(app.get("/security/source/src/vault/envelope.rs").await.status(), 200);
+    assert_eq!(app.get("/security/source/src/keys/envelope.rs").await.status(), 200);
     for path in [
         "/security/source/Cargo.toml",
         "/security/source/src/lib.rs",
         "/security/source/src/config.rs",
         "/security/source/security/references.toml",
-        "/security/source/src/vault/envelope.rs.bak",
-        "/security/source//src/vault/envelope.rs",
+        "/security/source/src/keys/envelope.rs.bak",
+        "/security/source//src/keys/envelope.rs",
         "/security/source/src/vault/..%2f..%2fCargo.toml",
         "/security/source/src%2f..%2f..%2f..%2fetc%2fpasswd",
         "/security/source/%2e%2e/%2e%2e/Cargo.toml",

@@ -51,8 +51,8 @@ impl TestApp {
             Platform::start(config).await.expect("platform starts")
         } else {
             let db = Db::connect(&config.database).await.unwrap();
-            let keyring = deployclaw::vault::keyring::Keyring::new(
-                [(deployclaw::vault::keyring::KeyVersion(1), deployclaw::vault::keyring::MasterKey::generate())],
+            let keyring = deployclaw::keys::keyring::Keyring::new(
+                [(deployclaw::keys::keyring::KeyVersion(1), deployclaw::keys::keyring::MasterKey::generate())],
                 "test",
             )
             .unwrap();
@@ -121,8 +121,8 @@ impl TestApp {
 
     /// A signed-in session for `user`; `second_factor_age` is how long ago their TOTP passed.
     pub async fn sign_in_as(&self, user: &deployclaw::db::users::User, second_factor_age: chrono::Duration) -> Browser {
+        use deployclaw::context::RequestContext;
         use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
-        use deployclaw::identity::sign_in::RequestContext;
         use tower_sessions::session::{Id, Record};
         use tower_sessions::SessionStore;
         let now = deployclaw::db::now();

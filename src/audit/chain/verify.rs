@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{chain_key_sql, checkpoint_signature_ok, public_keys, Chain, ChainHash, Checkpoint, CHECKPOINT_COLUMNS};
 use crate::audit::{AuditEvent, EVENT_COLUMNS};
 use crate::db::{on_pool, AuditEventId, ClientId, Db, DbError};
-use crate::vault::keyring::{KeyVersion, Keyring};
+use crate::keys::keyring::{KeyVersion, Keyring};
 
 /// Rows read per query.
 const PAGE: i64 = 500;

@@ -3,8 +3,8 @@
 
 use chrono::NaiveDate;
 
-use super::pricing::Usage;
 use crate::db::{on_pool, AgentId, ClientId, Db, DbError};
+use crate::gateway::pricing::Usage;
 
 /// Budget alert thresholds, in percent of the daily cap, lowest first.
 pub const ALERT_PERCENTS: [u8; 3] = [50, 80, 100];

@@ -10,8 +10,8 @@
 
 use serde_json::Value;
 
-use super::pricing::Usage;
 use super::Provider;
+use crate::gateway::pricing::Usage;
 
 /// Largest JSON answer (or single stream event) scanned for usage; a bigger one is passed on unscanned and
 /// its cost estimated from its size.

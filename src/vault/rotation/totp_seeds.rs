@@ -17,8 +17,8 @@ use secrecy::ExposeSecret;
 
 use super::{RotationProgress, Run, SealedRecord};
 use crate::db::{on_pool, ClientId, Db, DbError, UserId};
-use crate::vault::envelope::{self, Envelope};
-use crate::vault::keyring::KeyVersion;
+use crate::keys::envelope::{self, Envelope};
+use crate::keys::keyring::KeyVersion;
 use crate::vault::{Vault, VaultError};
 
 /// The name the seed is sealed under; `identity::totp` seals with the same one.

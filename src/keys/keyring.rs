@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, Mode};
-
 /// Environment variable holding master keys inline.
 pub const MASTER_KEYS_ENV: &str = "DEPLOYCLAW_MASTER_KEYS";
 /// Environment variable naming the key file.
@@ -148,22 +146,23 @@ impl Keyring {
         Self::new(keys, origin)
     }
 
-    /// Loads the keyring for `config` from `env` (the process environment in production code).
-    /// Embedded mode with no key anywhere generates `<data_dir>/master.keys` and says so; production mode
-    /// with no key is an error.
+    /// Loads the keyring from `env` (the process environment in production code): the keys inline, or the key
+    /// file it names, or `<data_dir>/master.keys`. With no key anywhere, `generate` (embedded mode) creates that
+    /// file and says so; otherwise (production) it is an error.
     pub fn load(
-        config: &Config,
+        data_dir: &Path,
+        generate: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Self, Option<PathBuf>), KeyringError> {
         if let Some(inline) = env(MASTER_KEYS_ENV).filter(|v| !v.trim().is_empty()) {
             return Ok((Self::parse(&inline, MASTER_KEYS_ENV)?, None));
         }
         let explicit = env(MASTER_KEY_FILE_ENV).map(PathBuf::from);
-        let path = explicit.clone().unwrap_or_else(|| config.data_dir.join(DEFAULT_KEY_FILE));
+        let path = explicit.clone().unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE));
         if path.exists() {
             return Ok((Self::read_file(&path)?, None));
         }
-        if explicit.is_some() || config.mode == Mode::Production {
+        if explicit.is_some() || !generate {
             return Err(match explicit {
                 Some(path) => {
                     KeyringError::Io { path, source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found") }
@@ -275,20 +274,19 @@ mod tests {
     #[test]
     fn production_mode_without_a_key_is_an_error_and_embedded_mode_generates_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::tests_support::embedded_config(dir.path());
         let none = |_: &str| None;
-        let (k, generated) = Keyring::load(&config, &none).unwrap();
+        let (k, generated) = Keyring::load(dir.path(), true, &none).unwrap();
         assert_eq!(generated.as_deref(), Some(dir.path().join(DEFAULT_KEY_FILE).as_path()));
         assert_eq!(k.current().0, KeyVersion(1));
-        let (again, generated) = Keyring::load(&config, &none).unwrap();
+        let (again, generated) = Keyring::load(dir.path(), true, &none).unwrap();
         assert!(generated.is_none(), "second start reads the same file");
         assert_eq!(again.current().1.expose(), k.current().1.expose());
 
-        config.mode = Mode::Production;
-        config.data_dir = dir.path().join("elsewhere");
-        assert!(matches!(Keyring::load(&config, &none), Err(KeyringError::Missing)));
+        // Production: never generated.
+        let elsewhere = dir.path().join("elsewhere");
+        assert!(matches!(Keyring::load(&elsewhere, false, &none), Err(KeyringError::Missing)));
         let inline = format!("7:{}", b64(7));
         let env = |name: &str| (name == MASTER_KEYS_ENV).then(|| inline.clone());
-        assert_eq!(Keyring::load(&config, &env).unwrap().0.current().0, KeyVersion(7));
+        assert_eq!(Keyring::load(&elsewhere, false, &env).unwrap().0.current().0, KeyVersion(7));
     }
 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agents::settings::{MAX_CPU_MILLIS, MAX_MEMORY_MIB, MIN_CPU_MILLIS};
-use crate::audit::retention::MAX_DAYS;
+use crate::audit::retention::{PlanRetention, MAX_DAYS};
+use crate::db::{on_pool, ClientId, Db, DbError};
+use crate::runtime::bounds::{MAX_CPU_MILLIS, MAX_MEMORY_MIB, MIN_CPU_MILLIS};
 
 /// The free tier every new client starts on, and where a cancelled subscription lands.
 pub const TRIAL: &str = "trial";
@@ -198,6 +199,18 @@ impl Catalog {
         self.get(id).expect("the catalog always holds the trial and self_hosted plans")
     }
 
+    /// Each plan's audit retention limit, for the audit trail (which knows no plans).
+    pub fn retention_limits(&self) -> PlanRetention {
+        if !self.billing_enabled {
+            let all = self.required(SELF_HOSTED).audit_retention_days;
+            return PlanRetention { by_plan: Default::default(), other: all };
+        }
+        PlanRetention {
+            by_plan: self.plans.iter().map(|p| (p.id.clone(), p.audit_retention_days)).collect(),
+            other: self.required(TRIAL).audit_retention_days,
+        }
+    }
+
     /// The limits for a client whose stored plan is `plan`: that plan's when billing is enabled (an unknown
     /// plan - one removed from the configuration - falls back to the trial), the self-hosted plan's otherwise.
     pub fn limits_for(&self, plan: &str) -> PlanLimits {
@@ -206,6 +219,18 @@ impl Catalog {
         }
         self.get(plan).unwrap_or_else(|| self.required(TRIAL)).limits()
     }
+}
+
+/// The limits of the plan `client_id` is on now, as every enforcement point reads them: agent count, memory and
+/// CPU per agent, the gateway's daily token spend cap (`daily_token_cap_micro_usd`), audit retention and SIEM
+/// export. Without billing configured every client gets the `self_hosted` plan's limits. `NotFound` for a client
+/// that does not exist.
+pub async fn limits_of(db: &Db, catalog: &Catalog, client_id: ClientId) -> Result<PlanLimits, DbError> {
+    let plan: String = on_pool!(db, |p| sqlx::query_scalar("SELECT plan FROM clients WHERE id = $1")
+        .bind(client_id)
+        .fetch_one(p)
+        .await?);
+    Ok(catalog.limits_for(&plan))
 }
 
 #[cfg(test)]
