@@ -45,7 +45,15 @@ async fn bench() {
     println!("runtime: {}", rt.info().await.unwrap().version);
     let keyring = Keyring::new([(KeyVersion(1), MasterKey::generate())], "bench").unwrap();
     let pool = Pool::parse("10.217.0.0/20").unwrap();
-    let agents = Agents::new(db.clone(), Vault::new(db.clone(), keyring), Some(rt.clone()), pool);
+    let agents = Agents::new(deployclaw::agents::AgentsParts {
+        db: db.clone(),
+        vault: Vault::new(db.clone(), keyring),
+        runtime: Some(rt.clone()),
+        pool,
+        templates: Default::default(),
+        plans: deployclaw::plans::Catalog::self_hosted(),
+        gateway: None,
+    });
     let reconciler = Reconciler::new(agents.clone(), Policy::default());
     let email = EmailAddress::parse("bench@deployclaw.example").unwrap();
     let client = clients::create(&db, clients::NewClient { name: clients::ClientName::parse("bench").unwrap(), email })

@@ -121,7 +121,7 @@ async fn bench() {
     db.migrate().await.unwrap();
     let keyring = Keyring::new([(KeyVersion(1), MasterKey::generate())], "bench").unwrap();
     let vault = Vault::new(db.clone(), keyring);
-    let agents = Agents::new(db.clone(), vault.clone(), None, Pool::parse("10.219.0.0/24").unwrap());
+    let agents = Agents::new(agents_parts(&db, &vault));
     let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
     let email = EmailAddress::parse("owner@gateway-bench.example").unwrap();
     let client = clients::create(&db, NewClient { name: ClientName::parse("bench").unwrap(), email }).await.unwrap().id;
@@ -158,7 +158,7 @@ async fn bench() {
         connect_timeout: Duration::from_secs(5),
         answer_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
-        plans: None,
+        plans: unmetered_plans(),
     };
     let llm = LlmGateway::new(db.clone(), vault, None, settings).unwrap();
     let proxy = EgressProxy::with_llm(db.clone(), ProxySettings::default(), llm);
@@ -323,7 +323,7 @@ async fn streamed_chunks() {
         db.migrate().await.unwrap();
         let keyring = Keyring::new([(KeyVersion(1), MasterKey::generate())], "bench").unwrap();
         let vault = Vault::new(db.clone(), keyring);
-        let agents = Agents::new(db.clone(), vault.clone(), None, Pool::parse("10.219.0.0/24").unwrap());
+        let agents = Agents::new(agents_parts(&db, &vault));
         let ctx = RequestContext { ip: "127.0.0.1".parse().unwrap(), user_agent: None };
         let email = EmailAddress::parse("owner@stream-bench.example").unwrap();
         let client =
@@ -365,7 +365,7 @@ async fn streamed_chunks() {
             connect_timeout: Duration::from_secs(5),
             answer_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
-            plans: None,
+            plans: unmetered_plans(),
         };
         let llm = LlmGateway::new(db.clone(), vault, None, settings).unwrap();
         let on_accept = nagle.then(|| {
@@ -415,5 +415,26 @@ async fn streamed_chunks() {
             ms(percentile(&delays, 0.9)),
             ms(*delays.last().unwrap())
         );
+    }
+}
+
+/// Billing off, with the self-hosted plan's daily cap lifted: the bench measures the gateway, not the cap.
+fn unmetered_plans() -> deployclaw::plans::Catalog {
+    let mut plans = deployclaw::plans::default_plans();
+    for plan in &mut plans {
+        plan.daily_token_cap_micro_usd = u64::MAX / 4;
+    }
+    deployclaw::plans::Catalog::new(plans, false)
+}
+
+fn agents_parts(db: &deployclaw::db::Db, vault: &Vault) -> deployclaw::agents::AgentsParts {
+    deployclaw::agents::AgentsParts {
+        db: db.clone(),
+        vault: vault.clone(),
+        runtime: None,
+        pool: Pool::parse("10.219.0.0/24").unwrap(),
+        templates: Default::default(),
+        plans: unmetered_plans(),
+        gateway: None,
     }
 }

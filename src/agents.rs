@@ -23,8 +23,13 @@ use crate::runtime::subnets::{Pool, Subnet};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 
+mod egress;
+mod limits;
+mod metrics;
 pub mod reconciler;
 pub mod settings;
+
+pub use metrics::{MetricPoint, METRIC_HISTORY};
 
 pub use settings::AgentSettings;
 
@@ -55,8 +60,8 @@ pub struct Agents {
     runtime: Option<Arc<dyn ContainerRuntime>>,
     pool: Pool,
     metrics: Arc<std::sync::Mutex<HashMap<AgentId, VecDeque<MetricPoint>>>>,
-    /// The egress proxy, once the server attached it (tests of other parts run without one).
-    gateway: Arc<std::sync::OnceLock<EgressProxy>>,
+    /// The egress proxy (tests of other parts run without one).
+    gateway: Option<EgressProxy>,
     /// What agents can be deployed from: the built-in templates and the operator's.
     templates: Arc<hardening::Templates>,
     /// The last reconciler pass (operator console).
@@ -75,44 +80,39 @@ pub struct ReconcilerStatus {
     pub orphans: Vec<String>,
 }
 
-/// Samples kept per agent: 120 x 5 s = the last 10 minutes.
-pub const METRIC_HISTORY: usize = 120;
-
-/// One resource sample of a running agent.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct MetricPoint {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub cpu_percent: f64,
-    pub memory_bytes: u64,
-    pub pids: u64,
-}
-
 impl std::fmt::Debug for Agents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agents").field("runtime", &self.runtime).finish_non_exhaustive()
     }
 }
 
+/// Everything an [`Agents`] service is built from. Every field is required, so no limit or part can be
+/// forgotten: `plans` is what deploys and settings must stay within, `gateway` the agents' only way out
+/// (`None` only where nothing is deployed through it: tests of other parts, the command line).
+pub struct AgentsParts {
+    pub db: Db,
+    pub vault: Vault,
+    pub runtime: Option<Arc<dyn ContainerRuntime>>,
+    pub pool: Pool,
+    pub templates: hardening::Templates,
+    pub plans: Catalog,
+    pub gateway: Option<EgressProxy>,
+}
+
 impl Agents {
-    pub fn new(db: Db, vault: Vault, runtime: Option<Arc<dyn ContainerRuntime>>, pool: Pool) -> Self {
-        let catalog = Catalog::new(crate::plans::default_plans(), false);
+    pub fn new(parts: AgentsParts) -> Self {
+        let AgentsParts { db, vault, runtime, pool, templates, plans, gateway } = parts;
         Self {
             db,
             vault,
             runtime,
             pool,
             metrics: Arc::default(),
-            gateway: Arc::default(),
-            templates: Arc::default(),
+            gateway,
+            templates: Arc::new(templates),
             reconciled: Arc::default(),
-            catalog,
+            catalog: plans,
         }
-    }
-
-    /// The same service deploying from `templates` (the built-in ones and the operator's, from configuration).
-    pub fn with_templates(mut self, templates: hardening::Templates) -> Self {
-        self.templates = Arc::new(templates);
-        self
     }
 
     /// The templates agents can be deployed from.
@@ -125,72 +125,6 @@ impl Agents {
         self.templates
             .get(&agent.template)
             .ok_or_else(|| DbError::Invalid(format!("unknown template {:?}", agent.template).into()))
-    }
-
-    /// The plans whose limits apply (the default: billing off, every client on the self-hosted plan).
-    pub fn with_plans(mut self, catalog: Catalog) -> Self {
-        self.catalog = catalog;
-        self
-    }
-
-    async fn limits(&self, client_id: ClientId) -> Result<PlanLimits, DbError> {
-        crate::plans::limits_of(&self.db, &self.catalog, client_id).await
-    }
-
-    /// Refuses settings above the plan's memory or CPU per agent, naming the limit.
-    async fn check_settings_within_plan(
-        &self,
-        client_id: ClientId,
-        settings: &AgentSettings,
-        template: &Template,
-    ) -> Result<(), DbError> {
-        let limits = self.limits(client_id).await?;
-        let memory_mib = settings.memory_bytes(template) / (1024 * 1024);
-        if memory_mib > u64::from(limits.memory_mib_per_agent) {
-            return Err(DbError::Invalid(
-                format!(
-                    "{memory_mib} MiB of memory is more than the {} plan allows per agent ({} MiB); lower it or \
-                     upgrade on the Billing page",
-                    limits.plan_name, limits.memory_mib_per_agent
-                )
-                .into(),
-            ));
-        }
-        if settings.cpu_millis() > limits.cpu_millis_per_agent {
-            return Err(DbError::Invalid(
-                format!(
-                    "{} thousandths of a core is more than the {} plan allows per agent ({}); lower it or upgrade \
-                     on the Billing page",
-                    settings.cpu_millis(),
-                    limits.plan_name,
-                    limits.cpu_millis_per_agent
-                )
-                .into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses to start `agent` when the client already runs as many agents as its plan allows.
-    async fn check_running_within_plan(&self, agent: &Agent) -> Result<(), DbError> {
-        let limits = self.limits(agent.client_id).await?;
-        let others = agents::list(&self.db, agent.client_id)
-            .await?
-            .iter()
-            .filter(|a| a.id != agent.id)
-            .filter(|a| matches!(a.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running))
-            .count();
-        if others >= usize::try_from(limits.max_agents).unwrap_or(usize::MAX) {
-            return Err(DbError::Invalid(
-                format!(
-                    "the {} plan allows {} running agent(s) and you already run {others}; stop one or upgrade on \
-                     the Billing page",
-                    limits.plan_name, limits.max_agents
-                )
-                .into(),
-            ));
-        }
-        Ok(())
     }
 
     /// Stops a running agent for the platform (billing: over the plan's limits, or payment overdue) with
@@ -209,97 +143,6 @@ impl Agents {
         let stopped = self.transition(&agent, AgentStatus::Stopped, Some(reason)).await?;
         self.audit(&agent, "agent.stopped", json!({ "reason": reason })).await?;
         Ok(stopped)
-    }
-
-    /// Hands agents the egress proxy: deploying then makes it listen on the agent's gateway address, and
-    /// removing stops that. Set once; later calls are ignored.
-    pub fn attach_gateway(&self, proxy: EgressProxy) {
-        let _ = self.gateway.set(proxy);
-    }
-
-    pub fn gateway(&self) -> Option<&EgressProxy> {
-        self.gateway.get()
-    }
-
-    /// What the agent spent on model calls today (UTC), through the LLM gateway.
-    pub async fn model_spend_today(
-        &self,
-        client_id: ClientId,
-        id: AgentId,
-    ) -> Result<crate::gateway::llm::spend::DaySpend, AgentError> {
-        use crate::gateway::llm::spend;
-        Ok(spend::day(&self.db, client_id, id, spend::today()).await?)
-    }
-
-    /// Makes the proxy listen for the agent on its network's gateway address. A failure is logged and the
-    /// agent is left without a way out (closed, not open).
-    async fn open_gateway(&self, agent: &Agent, subnet: Subnet) {
-        if let Some(proxy) = self.gateway.get() {
-            let addr = std::net::SocketAddr::new(subnet.gateway().into(), proxy.port());
-            if let Err(e) = proxy.listen(agent.client_id, agent.id, addr).await {
-                tracing::error!(agent = %agent.id, %addr, error = %e, "the egress proxy cannot listen for this agent");
-            }
-        }
-    }
-
-    /// The agent's permissions (deny-all until set).
-    pub async fn permissions(&self, client_id: ClientId, id: AgentId) -> Result<Permissions, DbError> {
-        let agent = agents::get(&self.db, client_id, id).await?;
-        Ok(Permissions::from_stored(&agent.permissions.0))
-    }
-
-    /// Replaces an agent's permissions. Applies to a running agent at once, without a restart: the egress
-    /// proxy reads them on every connection. Audited as `agent.permissions_updated` with what changed, by
-    /// name.
-    pub async fn update_permissions(
-        &self,
-        actor: Actor,
-        client_id: ClientId,
-        id: AgentId,
-        permissions: Permissions,
-        ctx: &RequestContext,
-    ) -> Result<Permissions, DbError> {
-        let agent = self.get_unless_deleting(client_id, id).await?;
-        let before = Permissions::from_stored(&agent.permissions.0);
-        let change = permissions.changes_from(&before);
-        crate::gateway::store_permissions(&self.db, client_id, id, &permissions).await?;
-        if let Some(proxy) = self.gateway.get() {
-            // This process's gateway applies them from the next call; other processes within a second.
-            proxy.permissions_changed(id);
-        }
-        self.record(actor, &agent, "agent.permissions_updated", Some(ctx), json!({ "changed": change })).await?;
-        Ok(permissions)
-    }
-
-    /// Records a sample (bounded history: the oldest go first).
-    pub fn record_metric(&self, id: AgentId, point: MetricPoint) {
-        let mut all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-        let history = all.entry(id).or_default();
-        if history.len() == METRIC_HISTORY {
-            history.pop_front();
-        }
-        history.push_back(point);
-    }
-
-    /// The agent's recent samples, oldest first. The caller must have checked the agent is the client's.
-    pub fn metrics(&self, id: AgentId) -> Vec<MetricPoint> {
-        let all = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-        all.get(&id).map(|h| h.iter().copied().collect()).unwrap_or_default()
-    }
-
-    /// The last `tail` log lines of an agent of `client_id`, secrets scrubbed. Empty when not deployed.
-    pub async fn logs(&self, client_id: ClientId, id: AgentId, tail: u32) -> Result<Vec<String>, AgentError> {
-        let agent = agents::get(&self.db, client_id, id).await?;
-        if agent.container_id.is_none() {
-            return Ok(Vec::new());
-        }
-        let runtime = self.runtime_or_err()?;
-        let name = hardening::names(client_id, id).container;
-        match runtime.logs(&name, tail.min(500)).await {
-            Ok(lines) => Ok(lines.iter().map(|l| crate::scrub::scrub_text(l).into_owned()).collect()),
-            Err(RuntimeError::Missing(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     pub fn runtime(&self) -> Option<&Arc<dyn ContainerRuntime>> {
@@ -661,42 +504,6 @@ impl Agents {
         Ok(starting)
     }
 
-    /// Changes an agent's settings. A deployed agent that should be running gets a new container with them
-    /// (same state volume, fresh credentials and token); a stopped one uses them at its next start. Audited
-    /// with the names of the changed fields, never their values.
-    pub async fn update_settings(
-        &self,
-        actor: Actor,
-        client_id: ClientId,
-        id: AgentId,
-        settings: AgentSettings,
-        ctx: &RequestContext,
-    ) -> Result<Agent, AgentError> {
-        let agent = agents::get(&self.db, client_id, id).await?;
-        let template = self.template_of(&agent)?;
-        settings.validate(template)?;
-        self.check_settings_within_plan(client_id, &settings, template).await?;
-        let before = AgentSettings::from_config(&agent.config).unwrap_or_default();
-        let changed = settings.changed_fields(&before);
-        refuse_if_deleting(&agent)?;
-        let updated = agents::set_config(&self.db, client_id, id, &settings.to_config()).await?;
-        let live = agent.container_id.is_some()
-            && matches!(agent.status, AgentStatus::Provisioning | AgentStatus::Starting | AgentStatus::Running);
-        let apply_now = live && !changed.is_empty();
-        self.record(
-            actor,
-            &agent,
-            "agent.settings_updated",
-            Some(ctx),
-            json!({ "changed": changed, "applied_now": apply_now }),
-        )
-        .await?;
-        if apply_now {
-            return self.deploy(actor, client_id, id, ctx).await;
-        }
-        Ok(updated)
-    }
-
     /// Finishes a stop or a delete that a platform restart interrupted (the reconciler calls this).
     pub(crate) async fn finish_transition(&self, agent: &Agent) -> Result<(), AgentError> {
         let runtime = self.runtime_or_err()?.clone();
@@ -719,7 +526,7 @@ impl Agents {
 
     /// Removes an agent's container, network and state volume (each step idempotent).
     async fn tear_down(&self, runtime: &dyn ContainerRuntime, agent: &Agent) -> Result<(), AgentError> {
-        if let Some(proxy) = self.gateway.get() {
+        if let Some(proxy) = self.gateway.as_ref() {
             proxy.stop(agent.id);
         }
         let names = hardening::names(agent.client_id, agent.id);

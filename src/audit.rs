@@ -22,6 +22,7 @@ pub mod config;
 pub mod export;
 pub mod live;
 pub mod retention;
+pub mod service;
 pub mod settings;
 pub mod siem;
 
@@ -33,6 +34,7 @@ pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 pub const MAX_TARGET_CHARS: usize = 1024;
 
 pub use crate::context::Actor;
+pub use service::Audit;
 
 /// An action name: `area.verb` in lower case (`agent.deployed`, `auth.code_sent`), at most 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

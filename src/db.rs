@@ -17,7 +17,7 @@ macro_rules! on_pool {
 pub(crate) use on_pool;
 
 pub mod config;
-mod error;
+pub mod error;
 mod ids;
 pub mod notify;
 pub mod pool;

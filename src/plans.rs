@@ -172,6 +172,11 @@ impl Catalog {
         Self { plans: Arc::new(plans), billing_enabled }
     }
 
+    /// The built-in plans with billing off: every client gets the self-hosted plan's limits.
+    pub fn self_hosted() -> Self {
+        Self::new(default_plans(), false)
+    }
+
     /// Whether clients are billed (a Stripe key is configured): then their own plan's limits apply.
     pub fn billing_enabled(&self) -> bool {
         self.billing_enabled

@@ -1,16 +1,24 @@
 //! The [`Platform`] handle: the one entry point the web app holds. Cheap to clone; owns the configuration
-//! and the database pool, and (as capabilities land) the vault, runtime, gateway, billing and mail services.
+//! and every capability: identity, vault, audit, agents (with the runtime and the gateway), billing and mail.
+//! [`Platform::start`] is the composition root; [`Platform::start_jobs`] the one place background work starts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::agents::Agents;
+mod jobs;
+
+pub use jobs::Jobs;
+
+use crate::agents::{Agents, AgentsParts};
+use crate::audit::retention::RetentionPolicy;
+use crate::audit::Audit;
 use crate::billing::Billing;
 use crate::config::Config;
 use crate::db::pool::ConnectError;
 use crate::db::{Backend, Db, MigrationStatus};
+use crate::gateway::{EgressProxy, LlmGateway, LlmSettings, ProxySettings};
 use crate::identity::codes::SignInCodes;
 use crate::identity::session::store::DbSessionStore;
 use crate::identity::sign_in::SignIn;
@@ -38,7 +46,8 @@ struct Inner {
     agents: Agents,
     admin: crate::admin::Admin,
     billing: Billing,
-    retention: crate::audit::retention::RetentionPolicy,
+    audit: Audit,
+    gateway: EgressProxy,
     started: Instant,
 }
 
@@ -57,6 +66,8 @@ pub enum StartupError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error("LLM gateway: {0}")]
+    Gateway(String),
 }
 
 /// Whether the platform can serve requests right now.
@@ -133,14 +144,22 @@ impl Platform {
         Self::from_parts_with_runtime(config, db, keyring, None)
     }
 
-    /// Assembles a platform from its parts (tests, and `start`).
+    /// The composition root: builds every capability from the configuration, each with what it needs and
+    /// nothing it could forget (plan limits and the gateway are arguments, not later additions). Nothing runs
+    /// yet; [`Platform::start_jobs`] starts the background work.
     pub fn from_parts_with_runtime(
         config: Config,
         db: Db,
         keyring: Keyring,
         runtime: Option<Arc<dyn ContainerRuntime>>,
     ) -> Result<Self, StartupError> {
+        let plans = config.billing.catalog.clone();
         let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
+        let retention = RetentionPolicy {
+            plans: Some(plans.retention_limits()),
+            ..RetentionPolicy::from(&config.audit)
+        };
+        let audit = Audit::new(db.clone(), keyring.clone(), retention);
         let codes = SignInCodes::new(db.clone(), &keyring, config.auth.code_ttl);
         let sign_in = SignIn::new(db.clone(), codes, mailer.clone());
         // Every argon2id hash of the platform runs here: bounded threads, memory held once per worker.
@@ -149,9 +168,25 @@ impl Platform {
         let team = Team::new(db.clone(), mailer.clone(), &config.server.public_url);
         let sessions = DbSessionStore::new(db.clone());
         let vault = Vault::new(db.clone(), keyring);
-        let agents = Agents::new(db.clone(), vault.clone(), runtime, config.runtime.network_pool)
-            .with_templates(config.runtime.templates.clone())
-            .with_plans(config.billing.catalog.clone());
+        // The agents' only way out; model calls arrive on the same listeners, where the LLM gateway holds the
+        // provider keys and the spend caps. It listens once the jobs start and on each agent when it is deployed.
+        let llm = LlmGateway::new(
+            db.clone(),
+            vault.clone(),
+            Some(mailer.clone()),
+            LlmSettings::from_config(&config.gateway, plans.clone()),
+        )
+        .map_err(StartupError::Gateway)?;
+        let gateway = EgressProxy::with_llm(db.clone(), ProxySettings::from_config(&config.gateway), llm);
+        let agents = Agents::new(AgentsParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            runtime,
+            pool: config.runtime.network_pool,
+            templates: config.runtime.templates.clone(),
+            plans,
+            gateway: Some(gateway.clone()),
+        });
         let admin = crate::admin::Admin::new(db.clone(), agents.clone(), sessions.clone(), mailer.clone());
         let billing = Billing::new(
             db.clone(),
@@ -160,21 +195,18 @@ impl Platform {
             mailer.clone(),
             config.server.public_url.clone(),
         );
-        let retention = crate::audit::retention::RetentionPolicy {
-            plans: Some(config.billing.catalog.retention_limits()),
-            ..crate::audit::retention::RetentionPolicy::from(&config.audit)
-        };
         let inner = Inner {
-            retention,
             config,
             db,
             vault,
             mailer,
+            audit,
             sign_in,
             two_factor,
             team,
             sessions,
             agents,
+            gateway,
             admin,
             billing,
             started: Instant::now(),
@@ -212,9 +244,19 @@ impl Platform {
         &self.inner.billing
     }
 
+    /// The audit trail: append, read, follow, export, retention and SIEM settings, checkpoints.
+    pub fn audit(&self) -> &Audit {
+        &self.inner.audit
+    }
+
     /// How long audit events are kept: the configured defaults, lowered by each plan's limit.
-    pub fn retention_policy(&self) -> &crate::audit::retention::RetentionPolicy {
-        &self.inner.retention
+    pub fn retention_policy(&self) -> &RetentionPolicy {
+        self.inner.audit.retention_policy()
+    }
+
+    /// The egress proxy and LLM gateway (listening once [`Platform::start_jobs`] ran).
+    pub fn gateway(&self) -> &EgressProxy {
+        &self.inner.gateway
     }
 
     /// The session store (also handed to the web layer's session middleware).
@@ -234,8 +276,21 @@ impl Platform {
         &self.inner.config
     }
 
-    pub fn db(&self) -> &Db {
+    /// The database is the capabilities' business: the web app reaches it only through them.
+    pub(crate) fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The database, for integration tests that check what the app wrote (feature `test-support`).
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn db_for_tests(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Closes the database pool (after the server or a command stopped using the platform).
+    pub async fn close(&self) {
+        self.inner.db.close().await;
     }
 
     /// Database reachable and schema exactly at this binary's migrations. Bounded: a database that does not

@@ -70,8 +70,8 @@ async fn user(platform: &Platform, n: usize) -> User {
     use deployclaw::db::clients::{self, ClientName, NewClient};
     let email = deployclaw::email::EmailAddress::parse(&format!("bench{n}@acme.example")).unwrap();
     let name = ClientName::parse(&format!("Bench {n}")).unwrap();
-    let client = clients::create(platform.db(), NewClient { name, email: email.clone() }).await.unwrap();
-    deployclaw::db::users::create(platform.db(), client.id, &email, Role::Owner).await.unwrap()
+    let client = clients::create(platform.db_for_tests(), NewClient { name, email: email.clone() }).await.unwrap();
+    deployclaw::db::users::create(platform.db_for_tests(), client.id, &email, Role::Owner).await.unwrap()
 }
 
 /// A signed-in session cookie for `user` (both factors just passed), as the test support makes one.

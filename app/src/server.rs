@@ -107,8 +107,8 @@ async fn create_admin(config: Config, email: &str) -> Result<String, Box<dyn std
     let email = deployclaw::email::EmailAddress::parse(email).map_err(|e| format!("{email:?}: {e}"))?;
     let public_url = config.server.public_url.clone();
     let platform = Platform::start(config).await?;
-    let result = deployclaw::identity::team::create_platform_admin(platform.db(), &email).await;
-    platform.db().close().await;
+    let result = platform.team().create_platform_admin(&email).await;
+    platform.close().await;
     let user = result?;
     Ok(format!(
         "created platform operator {} ({}). They sign in at {}sign-in with an email code and set up an authenticator \
@@ -210,7 +210,7 @@ async fn vault(config: Config, command: cli::VaultCommand) -> Result<ExitCode, B
             }
         }
     };
-    platform.db().close().await;
+    platform.close().await;
     Ok(code)
 }
 
@@ -243,49 +243,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
     }
     let platform = Platform::start(config).await?;
-    let pruner = tokio::spawn(prune_sessions(platform.clone()));
-    // The agents' only way out: listens on every deployed agent's gateway address now, and on each new
-    // one when it is deployed (before the reconciler can recreate anything).
-    // Model calls arrive on the same listeners: the LLM gateway holds the provider keys and the spend caps.
-    let llm = deployclaw::gateway::LlmGateway::new(
-        platform.db().clone(),
-        platform.vault().clone(),
-        Some(platform.mailer().clone()),
-        deployclaw::gateway::LlmSettings::from_config(
-            &platform.config().gateway,
-            platform.config().billing.catalog.clone(),
-        ),
-    )
-    .map_err(|e| format!("LLM gateway: {e}"))?;
-    let gateway = deployclaw::gateway::EgressProxy::with_llm(
-        platform.db().clone(),
-        deployclaw::gateway::ProxySettings::from_config(&platform.config().gateway),
-        llm,
-    );
-    platform.agents().attach_gateway(gateway.clone());
-    let listening = gateway.listen_all(platform.config().runtime.network_pool).await;
-    tracing::info!(agents = listening, "egress proxy started");
-    // Agents may reach this host only at the gateway port (runtime/firewall.rs).
-    let pool = platform.config().runtime.network_pool;
-    match deployclaw::runtime::firewall::protect_host(pool).await {
-        Ok(()) => tracing::info!(pool = %pool.cidr(), "host firewall: agent networks reach only the gateway port"),
-        Err(e) => tracing::warn!(
-            pool = %pool.cidr(),
-            error = %e,
-            "host firewall not installed: agents can reach host services listening on all addresses"
-        ),
-    }
-    // Keeps running agents running: restarts crashed ones with backoff, recreates missing containers,
-    // reports orphans. First pass at once (after a restart of the server), then every 5 seconds.
-    let reconciler = tokio::spawn(
-        deployclaw::agents::reconciler::Reconciler::new(platform.agents().clone(), Default::default())
-            .run(Duration::from_secs(5)),
-    );
-    // The audit trail: sign every chain head that moved, and delete what is past its retention period.
-    let audit_checkpoints = tokio::spawn(audit_checkpoints(platform.clone()));
-    let audit_retention = tokio::spawn(audit_retention(platform.clone()));
-    // Billing: clients whose grace period after a failed payment ended get their agents stopped.
-    let billing = platform.billing().enabled().then(|| tokio::spawn(platform.billing().clone().run()));
+    // Every background job (gateway listeners, reconciler, audit, SIEM, billing, pruning) starts in the core.
+    let jobs = platform.start_jobs().await;
+    tracing::info!(jobs = ?jobs.names(), "background jobs started");
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
@@ -293,85 +253,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?,
         platform.config().server.public_url
     );
-    // Customers' SIEM destinations (leased per destination, so every replica may run it).
-    let siem = tokio::spawn(deployclaw::audit::siem::run(
-        platform.db().clone(),
-        deployclaw::audit::siem::ForwarderSettings::from_config(
-            &platform.config().siem,
-            platform.config().server.public_url.host_str().unwrap_or("-"),
-        ),
-        std::future::pending(),
-    ));
     listener::serve(listener, app, listener_settings, listener::Hooks::default(), shutdown_signal()).await?;
-    pruner.abort();
-    reconciler.abort();
-    audit_checkpoints.abort();
-    audit_retention.abort();
-    siem.abort();
-    if let Some(billing) = billing {
-        billing.abort();
-    }
-    platform.db().close().await;
+    jobs.stop().await;
+    platform.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// Deletes expired sessions every ten minutes (an expired session is already refused when loaded; this only
-/// keeps the table small).
-/// Every 10 minutes: expired sessions, and gateway rate counts past every window.
-async fn prune_sessions(platform: Platform) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        every.tick().await;
-        match platform.sessions().prune().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned expired sessions"),
-            Err(e) => tracing::warn!(error = %e, "could not prune expired sessions"),
-        }
-        // Gateway rate counts older than a day no longer count toward any limit.
-        match deployclaw::gateway::prune_rate_events(platform.db()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(deleted = n, "pruned gateway rate counts"),
-            Err(e) => tracing::warn!(error = %e, "could not prune gateway rate counts"),
-        }
-    }
-}
-
-/// Signs every audit chain head that moved since its last checkpoint, every `audit.checkpoint_interval`.
-async fn audit_checkpoints(platform: Platform) {
-    let mut every = tokio::time::interval(platform.config().audit.checkpoint_interval);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        match deployclaw::audit::chain::checkpoint_all(platform.db(), platform.vault().keyring()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(chains = n, "signed audit checkpoints"),
-            Err(e) => tracing::warn!(error = %e, "could not sign audit checkpoints"),
-        }
-    }
-}
-
-/// Deletes audit events past their retention period (through the privileged path only), every
-/// `audit.retention_interval`; the first run is at startup.
-async fn audit_retention(platform: Platform) {
-    use deployclaw::audit::retention;
-    let policy = platform.retention_policy().clone();
-    let mut every = tokio::time::interval(platform.config().audit.retention_interval);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        match retention::run(platform.db(), platform.vault().keyring(), &policy, deployclaw::db::now()).await {
-            Ok(r) => {
-                if r.deleted > 0 {
-                    tracing::info!(deleted = r.deleted, checkpoints = r.checkpoints, "audit retention ran");
-                }
-                for (chain, problem) in &r.refused {
-                    tracing::error!(%chain, %problem, "audit retention kept events that do not verify");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
-        }
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use crate::config_error::ConfigError;
+
 /// The audit trail: checkpoints and retention (docs/audit.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -26,3 +30,46 @@ pub struct SiemConfig {
 
 /// Default interval between signed audit checkpoints (`audit.checkpoint_interval_secs`).
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// `[audit]` as written in the file and environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) retention_days: u32,
+    pub(crate) max_retention_days: u32,
+    pub(crate) checkpoint_interval_secs: u64,
+    pub(crate) retention_interval_secs: u64,
+}
+
+/// `[siem]` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSiem {
+    #[serde(default)]
+    pub(crate) allow_private_destinations: bool,
+}
+
+/// Checks `[audit]`, naming the key at fault.
+pub(crate) fn validate(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
+    if !(1..=3650).contains(&raw.max_retention_days) {
+        return Err(ConfigError::invalid("audit.max_retention_days", "must be between 1 and 3650 days"));
+    }
+    if !(1..=raw.max_retention_days).contains(&raw.retention_days) {
+        return Err(ConfigError::invalid(
+            "audit.retention_days",
+            format!("must be between 1 and audit.max_retention_days ({}) days", raw.max_retention_days),
+        ));
+    }
+    if !(10..=86_400).contains(&raw.checkpoint_interval_secs) {
+        return Err(ConfigError::invalid("audit.checkpoint_interval_secs", "must be between 10 and 86400 seconds"));
+    }
+    if !(60..=7 * 86_400).contains(&raw.retention_interval_secs) {
+        return Err(ConfigError::invalid("audit.retention_interval_secs", "must be between 60 and 604800 seconds"));
+    }
+    Ok(AuditConfig {
+        retention_days: raw.retention_days,
+        max_retention_days: raw.max_retention_days,
+        checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_secs),
+        retention_interval: Duration::from_secs(raw.retention_interval_secs),
+    })
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::config_error::ConfigError;
+
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub target: DatabaseTarget,
@@ -55,4 +57,32 @@ impl fmt::Debug for DatabaseTarget {
             Self::Postgres { .. } => f.debug_struct("Postgres").field("url", &"[redacted]").finish(),
         }
     }
+}
+
+/// The database a `database.url` names (`sqlite://FILE` or `postgres://...`); the error never echoes the
+/// URL, which may hold a password.
+pub(crate) fn parse_database_url(url: &SecretString) -> Result<DatabaseTarget, ConfigError> {
+    let text = url.expose_secret();
+    if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "a SQLite URL must name a file (sqlite://path/to/file.db); in-memory databases lose data",
+            ));
+        }
+        return Ok(DatabaseTarget::Sqlite { path: PathBuf::from(path) });
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        // Parse to validate, but never echo the URL: it may hold a password.
+        Url::parse(text)
+            .map_err(|e| ConfigError::invalid("database.url", format!("not a valid PostgreSQL URL ({e})")))?;
+        return Ok(DatabaseTarget::Postgres { url: url.clone() });
+    }
+    let scheme = text.split(':').next().unwrap_or_default();
+    let scheme = if scheme.len() <= 16 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) { scheme } else { "?" };
+    Err(ConfigError::invalid(
+        "database.url",
+        format!("unsupported scheme {scheme:?}: use sqlite://FILE or postgres://..."),
+    ))
 }

@@ -10,7 +10,7 @@ use crate::audit::{self, ActionType, Actor, NewEvent};
 use crate::context::RequestContext;
 use crate::db::clients::{self, ClientName, NewClient};
 use crate::db::users::{self, Role, User};
-use crate::db::{Db, DbError, UserId};
+use crate::db::{ClientId, Db, DbError, UserId};
 use crate::email::EmailAddress;
 use crate::mail::{Mailer, OutgoingEmail};
 
@@ -38,6 +38,27 @@ impl Team {
     pub fn new(db: Db, mailer: Mailer, public_url: &url::Url) -> Self {
         let sign_in_url = public_url.join("/sign-in").map(|u| u.to_string()).unwrap_or_else(|_| public_url.to_string());
         Self { db, mailer, sign_in_url }
+    }
+
+    /// The user `user_id` of `client_id` (a signed-in session's user, re-read on every request so that a
+    /// changed role or a removed member counts at once).
+    pub async fn member(&self, client_id: ClientId, user_id: UserId) -> Result<User, DbError> {
+        users::get(&self.db, client_id, user_id).await
+    }
+
+    /// Everyone in `client_id`.
+    pub async fn members(&self, client_id: ClientId) -> Result<Vec<User>, DbError> {
+        users::list(&self.db, client_id).await
+    }
+
+    /// The client (account) `client_id`.
+    pub async fn client(&self, client_id: ClientId) -> Result<clients::Client, DbError> {
+        clients::get(&self.db, client_id).await
+    }
+
+    /// See [`create_platform_admin`].
+    pub async fn create_platform_admin(&self, email: &EmailAddress) -> Result<User, DbError> {
+        create_platform_admin(&self.db, email).await
     }
 
     async fn record(

@@ -72,7 +72,7 @@ impl Billed {
     }
 
     async fn actions(&self, client: ClientId, action: &str) -> Vec<audit::AuditEvent> {
-        let mut all = audit::recent(self.platform.db(), client, None, 500).await.unwrap();
+        let mut all = self.platform.audit().recent(client, None, 500).await.unwrap();
         all.retain(|e| e.action_type == action);
         all
     }

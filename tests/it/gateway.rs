@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deployclaw::agents::Agents;
+use deployclaw::agents::{Agents, AgentsParts};
 use deployclaw::audit::{self, Actor};
 use deployclaw::context::RequestContext;
 use deployclaw::db::agents::{self as agent_rows, AgentName, AgentStatus};
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{db_test, eventually, new_client, test_keyring, TestDb, Which};
+use crate::support::{agents_parts, db_test, eventually, new_client, test_keyring, TestDb, Which};
 
 const ALLOWED: &str = "allowed.example.com";
 /// Allowlisted, resolves to 127.0.0.1, but not at a test upstream's port: must be refused.
@@ -107,7 +107,7 @@ pub(crate) async fn agent_with_token(db: &Db, agents: &Agents, client: ClientId,
 async fn fixture(db: &Db, p: Permissions) -> Fixture {
     let upstream = echo_upstream().await;
     let vault = Vault::new(db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(db.clone(), vault, None, Pool::parse("10.219.0.0/24").unwrap());
+    let agents = Agents::new(crate::support::agents_parts(&db, vault, None, Pool::parse("10.219.0.0/24").unwrap()));
     let client = new_client(db, "Gatewayco").await.id;
     let (agent, token) = agent_with_token(db, &agents, client, "egress").await;
     agents.update_permissions(Actor::Platform, client, agent, p, &ctx()).await.unwrap();
@@ -344,7 +344,7 @@ db_test!(permission_changes_apply_to_a_running_agent_without_restart, |t| {
 
 db_test!(a_new_agent_may_do_nothing_and_another_client_cannot_change_it, |t| {
     let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(t.db.clone(), vault, None, Pool::parse("10.219.0.0/24").unwrap());
+    let agents = Agents::new(crate::support::agents_parts(&t.db, vault, None, Pool::parse("10.219.0.0/24").unwrap()));
     let client = new_client(&t.db, "Fresh").await.id;
     let (agent, token) = agent_with_token(&t.db, &agents, client, "fresh").await;
     assert_eq!(agents.permissions(client, agent).await.unwrap(), Permissions::deny_all());
@@ -523,10 +523,10 @@ async fn from_inside_a_container_only_allowed_hosts_get_through_the_proxy() {
         Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
     let pool = Pool::parse(&format!("10.218.{}.0/24", std::process::id() % 256)).unwrap();
     let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(t.db.clone(), vault, Some(runtime), pool);
     let upstream = echo_upstream().await;
     let proxy = EgressProxy::new(t.db.clone(), settings(upstream));
-    agents.attach_gateway(proxy.clone());
+    let parts = agents_parts(&t.db, vault, Some(runtime), pool);
+    let agents = Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..parts });
     let client = new_client(&t.db, "Boxed").await.id;
     let agent = agents
         .configure(Actor::Platform, client, AgentName::parse("boxed").unwrap(), "test-agent", &ctx())
@@ -660,10 +660,10 @@ async fn from_inside_a_container_only_the_gateway_port_of_the_host_is_reachable(
         }
     });
     let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(t.db.clone(), vault, Some(runtime), pool);
     let upstream = echo_upstream().await;
     let proxy = EgressProxy::new(t.db.clone(), settings(upstream));
-    agents.attach_gateway(proxy.clone());
+    let parts = agents_parts(&t.db, vault, Some(runtime), pool);
+    let agents = Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..parts });
     let client = new_client(&t.db, "Walled").await.id;
     let agent = agents
         .configure(Actor::Platform, client, AgentName::parse("walled").unwrap(), "test-agent", &ctx())

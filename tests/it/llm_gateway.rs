@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use deployclaw::agents::Agents;
+use deployclaw::agents::{Agents, AgentsParts};
 use deployclaw::audit::{self, Actor};
 use deployclaw::db::users::{self, Role};
 use deployclaw::db::{AgentId, ClientId, Db};
@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use crate::gateway::{agent_json, agent_with_token, ctx};
 use crate::mail::SmtpServer;
 use crate::providers::{Reply, StandIn};
-use crate::support::{db_test, eventually, fresh_proof, new_client, test_keyring, TestDb, Which};
+use crate::support::{agents_parts, db_test, eventually, fresh_proof, new_client, test_keyring, TestDb, Which};
 
 /// gpt-4o at 2.50 / 10.00 USD per million: the stand-in's 1,000 in + 500 out cost 7,500 micro-dollars.
 const OPENAI_CALL: u64 = 7_500;
@@ -71,22 +71,13 @@ struct Llm {
 }
 
 async fn llm(db: &Db, cap_usd: &str, mailer: Option<Mailer>) -> Llm {
-    llm_with(db, cap_usd, mailer, None).await
+    llm_with(db, cap_usd, mailer, deployclaw::plans::Catalog::self_hosted()).await
 }
 
-async fn llm_with(db: &Db, cap_usd: &str, mailer: Option<Mailer>, plans: Option<deployclaw::plans::Catalog>) -> Llm {
+async fn llm_with(db: &Db, cap_usd: &str, mailer: Option<Mailer>, plans: deployclaw::plans::Catalog) -> Llm {
     let key = format!("sk-standin-NOTREAL-{}", uuid::Uuid::now_v7().simple());
     let standin = StandIn::start(&key, Reply { cache_read_tokens: 200, ..Reply::default() }).await;
     let vault = Vault::new(db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(db.clone(), vault.clone(), None, Pool::parse("10.219.0.0/24").unwrap());
-    let client = new_client(db, &format!("modelco{}", &uuid::Uuid::now_v7().simple().to_string()[24..])).await.id;
-    let (agent, token) = agent_with_token(db, &agents, client, "caller").await;
-    agents.update_permissions(Actor::Platform, client, agent, cap(cap_usd), &ctx()).await.unwrap();
-    for p in Provider::ALL {
-        let name = CredentialName::parse(p.credential_name()).unwrap();
-        let value = SecretSlice::from(key.as_bytes().to_vec());
-        vault.put(Actor::Platform, client, agent, &name, value, &fresh_proof(client), None).await.unwrap();
-    }
     let settings = LlmSettings {
         openai_base_url: standin.base_url(),
         anthropic_base_url: standin.base_url(),
@@ -98,9 +89,17 @@ async fn llm_with(db: &Db, cap_usd: &str, mailer: Option<Mailer>, plans: Option<
     };
     let gateway = LlmGateway::new(db.clone(), vault.clone(), mailer, settings).unwrap();
     let proxy = EgressProxy::with_llm(db.clone(), ProxySettings::default(), gateway);
+    let pool = Pool::parse("10.219.0.0/24").unwrap();
+    let agents = Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..agents_parts(db, vault.clone(), None, pool) });
+    let client = new_client(db, &format!("modelco{}", &uuid::Uuid::now_v7().simple().to_string()[24..])).await.id;
+    let (agent, token) = agent_with_token(db, &agents, client, "caller").await;
+    agents.update_permissions(Actor::Platform, client, agent, cap(cap_usd), &ctx()).await.unwrap();
+    for p in Provider::ALL {
+        let name = CredentialName::parse(p.credential_name()).unwrap();
+        let value = SecretSlice::from(key.as_bytes().to_vec());
+        vault.put(Actor::Platform, client, agent, &name, value, &fresh_proof(client), None).await.unwrap();
+    }
     let addr = proxy.listen(client, agent, (Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
-    // The proxy lives as long as its listener task; keep a handle alive through the agents service.
-    agents.attach_gateway(proxy);
     Llm { db: db.clone(), agents, vault, client, agent, token, key, addr, standin }
 }
 
@@ -406,7 +405,6 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
     let key = format!("sk-standin-NOTREAL-{}", uuid::Uuid::now_v7().simple());
     let standin = StandIn::start(&key, Reply::default()).await;
     let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(t.db.clone(), vault.clone(), Some(runtime), pool);
     let settings = LlmSettings {
         openai_base_url: standin.base_url(),
         anthropic_base_url: standin.base_url(),
@@ -414,11 +412,12 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
         connect_timeout: Duration::from_secs(30),
         answer_timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(60),
-        plans: None,
+        plans: deployclaw::plans::Catalog::self_hosted(),
     };
     let gateway = LlmGateway::new(t.db.clone(), vault.clone(), None, settings).unwrap();
     let proxy = EgressProxy::with_llm(t.db.clone(), ProxySettings::default(), gateway);
-    agents.attach_gateway(proxy.clone());
+    let parts = agents_parts(&t.db, vault.clone(), Some(runtime), pool);
+    let agents = Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..parts });
     let client = new_client(&t.db, "Boxedmodels").await.id;
     let agent = agents
         .configure(
@@ -481,7 +480,7 @@ async fn from_inside_a_container_model_calls_use_a_key_the_agent_never_sees() {
 db_test!(the_clients_plan_caps_spend_below_the_agents_own_cap, |t| {
     use deployclaw::plans::{default_plans, Catalog};
     // Billing on: a new client is on the trial plan (1 USD a day), whatever the agent's own cap (1,000 USD).
-    let l = llm_with(&t.db, "1000", None, Some(Catalog::new(default_plans(), true))).await;
+    let l = llm_with(&t.db, "1000", None, Catalog::new(default_plans(), true)).await;
     let usage = deployclaw::gateway::pricing::Usage::default();
     spend::add(&t.db, l.client, l.agent, spend::today(), 1_000_000, usage).await.unwrap();
     let a = openai(&l, false).await;
@@ -489,7 +488,7 @@ db_test!(the_clients_plan_caps_spend_below_the_agents_own_cap, |t| {
     assert!(a.body.contains("1.00 of 1.00 USD"), "the plan's cap: {}", a.body);
     assert_eq!(l.standin.count(), 0);
     // Billing off: the self-hosted plan's cap (100 USD) is above what was spent.
-    let open = llm_with(&t.db, "1000", None, Some(Catalog::new(default_plans(), false))).await;
+    let open = llm_with(&t.db, "1000", None, Catalog::self_hosted()).await;
     spend::add(&t.db, open.client, open.agent, spend::today(), 1_000_000, usage).await.unwrap();
     assert_eq!(openai(&open, false).await.status, 200);
 });

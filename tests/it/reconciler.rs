@@ -69,7 +69,7 @@ async fn setup(offset: u32) -> Setup {
     let runtime: Arc<dyn ContainerRuntime> =
         Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
     let vault = Vault::new(t.db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(t.db.clone(), vault, Some(runtime.clone()), pool(offset));
+    let agents = Agents::new(crate::support::agents_parts(&t.db, vault, Some(runtime.clone()), pool(offset)));
     Setup { t, agents, runtime }
 }
 
@@ -211,7 +211,7 @@ async fn a_platform_restarted_mid_deploy_finishes_the_job() {
     assert_eq!(status(&s, &agent).await, AgentStatus::Starting, "deploy returns before the health check");
     // The server stops here; a new one starts on the same database and runtime, with a fresh reconciler.
     let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
-    let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(3));
+    let restarted = Agents::new(crate::support::agents_parts(&s.t.db, vault, Some(s.runtime.clone()), pool(3)));
     let reconciler = Reconciler::new(restarted.clone(), Policy::default());
     until_running(&s, &reconciler, &agent, "running after the restart").await;
     // And if the container went away while the platform was down, the next start recreates it.
@@ -270,7 +270,7 @@ async fn the_crash_record_survives_a_platform_restart_and_one_exit_counts_once()
 
     // A new platform process: same exit, not counted again, still waiting (not restarted at once either).
     let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
-    let restarted = Agents::new(s.t.db.clone(), vault, Some(s.runtime.clone()), pool(5));
+    let restarted = Agents::new(crate::support::agents_parts(&s.t.db, vault, Some(s.runtime.clone()), pool(5)));
     let second = Reconciler::new(restarted.clone(), slow);
     for _ in 0..3 {
         // (Orphans are runtime-wide: other tests' containers may show up there.)
@@ -386,7 +386,10 @@ async fn an_operator_template_deploys_like_a_built_in_one() {
         user: "65534:65534".into(),
     })
     .unwrap();
-    let agents = s.agents.clone().with_templates(Templates::with(vec![custom]).unwrap());
+    let vault = Vault::new(s.t.db.clone(), test_keyring(&[1]));
+    let templates = Templates::with(vec![custom]).unwrap();
+    let parts = crate::support::agents_parts(&s.t.db, vault, Some(s.runtime.clone()), pool(8));
+    let agents = Agents::new(deployclaw::agents::AgentsParts { templates, ..parts });
     assert!(agents.templates().iter().any(|t| t.id == "diagnostics"));
     let client = new_client(&s.t.db, "Operatorimage").await;
     let unknown =

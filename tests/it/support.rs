@@ -252,3 +252,22 @@ pub async fn until_healthy(
     })
     .await;
 }
+
+/// The parts of an agents service for tests: built-in templates, billing off (the self-hosted plan's limits),
+/// no gateway. Change a field with struct update syntax: `AgentsParts { gateway: Some(p), ..agents_parts(..) }`.
+pub fn agents_parts(
+    db: &Db,
+    vault: deployclaw::vault::Vault,
+    runtime: Option<std::sync::Arc<dyn deployclaw::runtime::ContainerRuntime>>,
+    pool: deployclaw::runtime::subnets::Pool,
+) -> deployclaw::agents::AgentsParts {
+    deployclaw::agents::AgentsParts {
+        db: db.clone(),
+        vault,
+        runtime,
+        pool,
+        templates: Default::default(),
+        plans: deployclaw::plans::Catalog::self_hosted(),
+        gateway: None,
+    }
+}

@@ -43,6 +43,20 @@ db_test!(clients_round_trip_and_duplicates_conflict, |t| {
     assert!(matches!(clients::get(&t.db, deployclaw::db::ClientId::new()).await, Err(DbError::NotFound)));
 });
 
+db_test!(a_constraint_refusal_never_names_the_schema, |t| {
+    // What a user may be shown says what happened, not how our tables are built (the constraint is logged).
+    let acme = new_client(&t.db, "Acme").await;
+    let dup = clients::create(&t.db, NewClient { name: ClientName::parse("Other").unwrap(), email: acme.email.clone() })
+        .await
+        .unwrap_err();
+    let DbError::Conflict(message) = &dup else { panic!("{dup:?}") };
+    assert_eq!(message, deployclaw::db::error::ALREADY_EXISTS);
+    let shown = dup.to_string().to_lowercase();
+    for schema in ["constraint", "unique", "clients", "email", "key", "sqlite", "postgres"] {
+        assert!(!shown.contains(schema), "{schema:?} in {shown:?}");
+    }
+});
+
 db_test!(users_are_scoped_to_their_client, |t| {
     let acme = new_client(&t.db, "Acme").await;
     let globex = new_client(&t.db, "Globex").await;

@@ -121,12 +121,12 @@ async fn audit(
     action: &'static str,
     metadata: serde_json::Value,
 ) -> Result<(), AppError> {
-    use deployclaw::audit::{self, ActionType, Actor, NewEvent};
+    use deployclaw::audit::{ActionType, Actor, NewEvent};
     let event = NewEvent::new(Some(user.client_id), Actor::User(user.id), ActionType::known(action))
         .target(user.email.as_str())
         .metadata(metadata)
         .request(&caller.ctx);
-    audit::append(caller.platform.db(), event).await?;
+    caller.platform.audit().append(event).await?;
     Ok(())
 }
 
@@ -134,10 +134,10 @@ async fn audit(
 #[server(prefix = "/api/fn", endpoint = "list_team")]
 pub async fn list_team() -> Result<TeamView, AppError> {
     respond(async {
-        use deployclaw::db::users::{self, Role};
+        use deployclaw::db::users::Role;
         let caller = Caller::current().await?;
         let me = caller.require(Access::SignedIn).await?;
-        let members = users::list(caller.platform.db(), me.client_id).await?;
+        let members = caller.platform.team().members(me.client_id).await?;
         Ok(TeamView {
             can_manage: me.role.manages_client(),
             can_change_roles: me.role == Role::Owner,

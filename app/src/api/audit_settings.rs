@@ -111,11 +111,6 @@ fn refused(e: deployclaw::db::DbError) -> AppError {
 }
 
 #[cfg(feature = "ssr")]
-fn policy(caller: &Caller) -> deployclaw::audit::retention::RetentionPolicy {
-    caller.platform.retention_policy().clone()
-}
-
-#[cfg(feature = "ssr")]
 fn parse_destination_id(id: &str) -> Result<deployclaw::audit::siem::DestinationId, AppError> {
     id.trim().parse().map_err(|_| AppError::NotFound)
 }
@@ -163,9 +158,8 @@ pub async fn audit_settings() -> Result<AuditSettingsView, AppError> {
         use deployclaw::db::users::Role;
         let caller = Caller::current().await?;
         let user = caller.require(Access::SignedIn).await?;
-        let db = caller.platform.db();
-        let retention = deployclaw::audit::settings::retention(db, &policy(&caller), user.client_id).await?;
-        let destinations = deployclaw::audit::siem::list(db, user.client_id).await?;
+        let retention = caller.platform.audit().retention(user.client_id).await?;
+        let destinations = caller.platform.audit().destinations(user.client_id).await?;
         Ok(AuditSettingsView {
             retention: retention.into(),
             destinations: destinations.into_iter().map(DestinationRow::from).collect(),
@@ -185,11 +179,12 @@ pub async fn set_audit_retention(days: String) -> Result<RetentionChanged, AppEr
         let caller = Caller::current().await?;
         let user = caller.require_fresh(Access::Owner).await?;
         let days = settings::parse_retention_days(&days).map_err(refused)?;
-        let db = caller.platform.db();
-        let change =
-            settings::change_retention(db, &policy(&caller), Actor::User(user.id), user.client_id, days, &caller.ctx)
-                .await
-                .map_err(refused)?;
+        let change = caller
+            .platform
+            .audit()
+            .change_retention(Actor::User(user.id), user.client_id, days, &caller.ctx)
+            .await
+            .map_err(refused)?;
         Ok(RetentionChanged {
             shortened: change.shortened(),
             previous_days: change.before.days,
@@ -252,11 +247,14 @@ pub async fn set_siem_destination_enabled(destination_id: String, enabled: bool)
 #[server(prefix = "/api/fn", endpoint = "delete_siem_destination")]
 pub async fn delete_siem_destination(destination_id: String) -> Result<(), AppError> {
     respond(async move {
-        use deployclaw::audit::{settings, Actor};
+        use deployclaw::audit::Actor;
         let caller = Caller::current().await?;
         let user = caller.require_fresh(Access::ManagesClient).await?;
         let id = parse_destination_id(&destination_id)?;
-        settings::delete_destination(caller.platform.db(), Actor::User(user.id), user.client_id, id, &caller.ctx)
+        caller
+            .platform
+            .audit()
+            .delete_destination(Actor::User(user.id), user.client_id, id, &caller.ctx)
             .await
             .map_err(refused)?;
         Ok(())

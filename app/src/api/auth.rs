@@ -256,7 +256,7 @@ pub async fn sign_out() -> Result<(), AppError> {
                 deployclaw::audit::ActionType::known("auth.signed_out"),
             )
             .ip(caller.ctx.ip);
-            deployclaw::audit::append(caller.platform.db(), event).await?;
+            caller.platform.audit().append(event).await?;
         }
         caller.end().await
     })
@@ -270,7 +270,7 @@ pub async fn me() -> Result<CurrentUser, AppError> {
         use deployclaw::db::users::Role;
         let caller = Caller::current().await?;
         let user = caller.require(super::caller::Access::SignedIn).await?;
-        let client = deployclaw::db::clients::get(caller.platform.db(), user.client_id).await?;
+        let client = caller.platform.team().client(user.client_id).await?;
         Ok(CurrentUser {
             email: user.email.to_string(),
             role: user.role.as_str().to_string(),

@@ -4,7 +4,7 @@
 //! [`Access`] it needs; hiding a button is not a check.
 
 use deployclaw::context::RequestContext;
-use deployclaw::db::users::{self, Role, User};
+use deployclaw::db::users::{Role, User};
 use deployclaw::identity::session::{SessionAuth, Stage, SESSION_KEY};
 use deployclaw::Platform;
 use leptos::prelude::use_context;
@@ -72,7 +72,7 @@ impl Caller {
         let Some((client_id, user_id)) = self.auth.as_ref().and_then(|a| a.signed_in()) else {
             return Err(AppError::SignInRequired(SIGN_IN_AGAIN.into()));
         };
-        let user = match users::get(self.platform.db(), client_id, user_id).await {
+        let user = match self.platform.team().member(client_id, user_id).await {
             Ok(u) => u,
             Err(deployclaw::db::DbError::NotFound) => return Err(AppError::SignInRequired(SIGN_IN_AGAIN.into())),
             Err(e) => return Err(e.into()),
@@ -120,7 +120,7 @@ impl Caller {
                 "This sign-in step has expired or was already completed. Please start again.".into(),
             ));
         };
-        users::get(self.platform.db(), client_id, user_id).await.map_err(|e| match e {
+        self.platform.team().member(client_id, user_id).await.map_err(|e| match e {
             deployclaw::db::DbError::NotFound => AppError::SignInRequired(SIGN_IN_AGAIN.into()),
             e => e.into(),
         })

@@ -58,7 +58,7 @@ pub async fn export_audit(
     };
     let file_name = request.file_name();
     let content_type = request.format.content_type();
-    let stream = match export::start(platform.db(), user.client_id, Actor::User(user.id), &ctx, request).await {
+    let stream = match platform.audit().export(user.client_id, Actor::User(user.id), &ctx, request).await {
         Ok(s) => s,
         Err(e) => return AppError::from(e).into_response(),
     };

@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use deployclaw::audit::live::{self, Filter};
+use deployclaw::audit::live::Filter;
 use deployclaw::db::users::User;
 use deployclaw::db::AuditEventId;
 use deployclaw::Platform;
@@ -72,7 +72,7 @@ pub async fn stream_audit(
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     let after = resume.or(q.after).filter(|a| *a > 0).map(AuditEventId);
     let history = filter.to.is_some_and(|to| to <= deployclaw::db::now());
-    let events = live::follow(platform.db().clone(), user.client_id, filter, after, MAX_STREAM).map(|item| {
+    let events = platform.audit().follow(user.client_id, filter, after, MAX_STREAM).map(|item| {
         Ok::<_, std::convert::Infallible>(match item {
             Ok(e) => {
                 let id = e.id.0.to_string();

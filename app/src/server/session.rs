@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use deployclaw::context::RequestContext;
-use deployclaw::db::users::{self, Role};
+use deployclaw::db::users::Role;
 use deployclaw::identity::session::{SessionAuth, Stage, IDLE_TIMEOUT, SESSION_KEY};
 use deployclaw::Platform;
 use http::{header, Method, StatusCode};
@@ -117,7 +117,7 @@ pub async fn session_guard(State(platform): State<Platform>, mut req: Request, n
             match stage {
                 Some(Stage::SignedIn { client_id, user_id }) => {
                     if path == "/dashboard/admin" || path.starts_with("/dashboard/admin/") {
-                        let role = users::get(platform.db(), *client_id, *user_id).await.map(|u| u.role);
+                        let role = platform.team().member(*client_id, *user_id).await.map(|u| u.role);
                         if !matches!(role, Ok(Role::PlatformAdmin)) {
                             return (StatusCode::NOT_FOUND, "Not found").into_response();
                         }
@@ -196,7 +196,7 @@ where
         let again =
             || AppError::SignInRequired("You are not signed in, or your session ended. Please sign in again.".into());
         let (client_id, user_id) = current_auth(&session, &ctx).await.and_then(|a| a.signed_in()).ok_or_else(again)?;
-        match deployclaw::db::users::get(platform.db(), client_id, user_id).await {
+        match platform.team().member(client_id, user_id).await {
             Ok(user) => Ok(Self { user, ctx }),
             Err(deployclaw::db::DbError::NotFound) => Err(again()),
             Err(e) => Err(e.into()),

@@ -11,9 +11,9 @@ use crate::support::TestApp;
 
 async fn operator(app: &TestApp, fresh: bool) -> crate::support::Browser {
     let email = deployclaw::email::EmailAddress::parse("ops@deployclaw.example").unwrap();
-    let op = match deployclaw::db::users::find_for_sign_in(app.platform.db(), &email).await.unwrap() {
+    let op = match deployclaw::db::users::find_for_sign_in(app.platform.db_for_tests(), &email).await.unwrap() {
         Some(u) => u,
-        None => deployclaw::identity::team::create_platform_admin(app.platform.db(), &email).await.unwrap(),
+        None => deployclaw::identity::team::create_platform_admin(app.platform.db_for_tests(), &email).await.unwrap(),
     };
     let age = if fresh { chrono::Duration::seconds(5) } else { chrono::Duration::minutes(20) };
     app.sign_in_as(&op, age).await
@@ -60,7 +60,7 @@ async fn only_operators_get_the_console_and_opening_a_client_needs_a_fresh_secon
     let html = app.get_as(&format!("/dashboard/admin/clients/{client}"), &fresh.cookie).await.text().await.unwrap();
     assert!(html.contains("Suspend this client") && html.contains("owner@acme.example"), "the client page");
     // The customer sees that an operator looked.
-    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 50).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), owner.client_id, None, 50).await.unwrap();
     let viewed = events.iter().find(|e| e.action_type == "admin.client_viewed").expect("recorded in their trail");
     assert_eq!(viewed.actor_kind, "admin");
     app.stop().await;
@@ -102,7 +102,7 @@ async fn a_suspension_ends_sessions_blocks_sign_in_with_the_reason_and_shows_in_
 
     let res = app.call("admin_unsuspend_client", Some(&op.cookie), &[("client_id", &client)]).await;
     assert_eq!(res.status(), 200);
-    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), owner.client_id, None, 100).await.unwrap();
     let suspended = events.iter().find(|e| e.action_type == "admin.client_suspended").expect("in their trail");
     assert_eq!(suspended.actor_kind, "admin");
     assert_eq!(suspended.metadata.0["reason"], reason);

@@ -39,7 +39,7 @@ async fn deploy_reaches_healthy_then_stop_and_delete_clean_up_everything() {
     let names = hardening::names(owner.client_id, agent_id);
     let status = runtime.inspect_container(&names.container).await.unwrap().expect("container exists");
     assert!(status.running);
-    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), owner.client_id, None, 100).await.unwrap();
     let injected = events.iter().find(|e| e.action_type == "credential.decrypted").expect("decryption audited");
     assert_eq!(injected.metadata.0["purpose"], "inject_into_agent");
     assert!(events.iter().any(|e| e.action_type == "agent.healthy"));
@@ -172,7 +172,7 @@ async fn permissions_are_validated_stored_and_shown_back() {
     assert_eq!(p["rate_limits"], "api:outbound 100 1000\n");
     assert_eq!(p["allowed_domains"], "api.openai.com\nxn--bcher-kva.example\n*.example.org\n");
     assert_eq!(p["max_daily_token_spend_usd"], "12.50");
-    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), owner.client_id, None, 100).await.unwrap();
     let updated = events.iter().find(|e| e.action_type == "agent.permissions_updated").expect("audited");
     assert_eq!(updated.metadata.0["changed"]["scopes_added"], serde_json::json!(["api:outbound"]));
     assert_eq!(
@@ -189,7 +189,7 @@ async fn permissions_are_validated_stored_and_shown_back() {
     let agent_id: deployclaw::db::AgentId = id.parse().unwrap();
     let usage = deployclaw::gateway::pricing::Usage { input_tokens: 1000, output_tokens: 500 };
     let day = deployclaw::gateway::llm::spend::today();
-    deployclaw::gateway::llm::spend::add(app.platform.db(), owner.client_id, agent_id, day, 3_125_000, usage)
+    deployclaw::gateway::llm::spend::add(app.platform.db_for_tests(), owner.client_id, agent_id, day, 3_125_000, usage)
         .await
         .unwrap();
     let page: serde_json::Value =

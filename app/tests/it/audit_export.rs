@@ -29,7 +29,7 @@ fn enc(s: &str) -> String {
 
 async fn record(app: &TestApp, client: ClientId, target: &str) {
     let event = NewEvent::new(Some(client), Actor::Platform, ActionType::parse("agent.tested").unwrap()).target(target);
-    audit::append(app.platform.db(), event).await.unwrap();
+    audit::append(app.platform.db_for_tests(), event).await.unwrap();
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn anonymous_and_half_signed_in_callers_cannot_export() {
     assert_eq!(app.get_as(&export_path("jsonl"), &cookie).await.status(), 401);
     // Bad parameters do not tell an anonymous caller anything more.
     assert_eq!(app.get("/api/audit/export?format=xml").await.status(), 401);
-    let trail = audit::recent(app.platform.db(), owner.client_id, None, 50).await.unwrap();
+    let trail = audit::recent(app.platform.db_for_tests(), owner.client_id, None, 50).await.unwrap();
     assert!(trail.iter().all(|e| e.action_type != "audit.exported"), "nothing was exported");
     app.stop().await;
 }
@@ -112,7 +112,7 @@ async fn a_member_exports_only_their_own_clients_events() {
     assert!(text.contains("globex-2") && !text.contains("acme-"), "{text}");
 
     // The export is itself in acme's trail, with who, format and range.
-    let trail = audit::recent(app.platform.db(), owner.client_id, None, 50).await.unwrap();
+    let trail = audit::recent(app.platform.db_for_tests(), owner.client_id, None, 50).await.unwrap();
     let exported = trail.iter().find(|e| e.action_type == "audit.exported").expect("export recorded");
     assert_eq!(exported.actor_id, Some(member.id.as_uuid()));
     assert_eq!(exported.metadata.0["format"], "jsonl");
@@ -144,7 +144,7 @@ async fn bad_requests_get_a_clear_400() {
     // HEAD would record an export that sends nothing: refused.
     let head = app.client.head(app.url(&export_path("csv"))).header("cookie", &browser.cookie).send().await.unwrap();
     assert_eq!(head.status(), 405);
-    let trail = audit::recent(app.platform.db(), owner.client_id, None, 50).await.unwrap();
+    let trail = audit::recent(app.platform.db_for_tests(), owner.client_id, None, 50).await.unwrap();
     assert!(trail.iter().all(|e| e.action_type != "audit.exported"), "refused exports are not exports");
     app.stop().await;
 }
@@ -184,7 +184,7 @@ async fn a_large_export_streams_completely_and_in_order() {
     for i in 0..N {
         let event = NewEvent::new(Some(owner.client_id), Actor::Platform, ActionType::parse("agent.tested").unwrap())
             .metadata(json!({ "n": i }));
-        audit::append(app.platform.db(), event).await.unwrap();
+        audit::append(app.platform.db_for_tests(), event).await.unwrap();
     }
     let appended = appended.elapsed();
 

@@ -22,7 +22,7 @@ async fn settings_of(app: &TestApp, who: &Browser) -> Value {
 }
 
 async fn actions(app: &TestApp, client: ClientId, prefix: &str) -> Vec<deployclaw::audit::AuditEvent> {
-    let mut events = deployclaw::audit::recent(app.platform.db(), client, None, 500).await.unwrap();
+    let mut events = deployclaw::audit::recent(app.platform.db_for_tests(), client, None, 500).await.unwrap();
     events.retain(|e| e.action_type.starts_with(prefix));
     events.reverse();
     events
@@ -101,7 +101,7 @@ async fn everyone_reads_retention_but_only_the_owner_changes_it() {
     let seen = settings_of(&app, &member).await;
     assert_eq!((seen["retention"]["days"].clone(), seen["retention"]["source"].clone()), (json!(30), json!("client")));
     let stored =
-        deployclaw::audit::settings::retention(app.platform.db(), &(&app.platform.config().audit).into(), client)
+        deployclaw::audit::settings::retention(app.platform.db_for_tests(), &(&app.platform.config().audit).into(), client)
             .await
             .unwrap();
     assert_eq!(stored.client_days, Some(30));

@@ -72,7 +72,7 @@ impl Reader {
 
 async fn record(app: &TestApp, client: deployclaw::db::ClientId, action: &'static str, target: &str) -> i64 {
     let event = NewEvent::new(Some(client), Actor::Platform, ActionType::known(action)).target(target);
-    audit::append(app.platform.db(), event).await.unwrap().0
+    audit::append(app.platform.db_for_tests(), event).await.unwrap().0
 }
 
 #[tokio::test]

@@ -95,14 +95,14 @@ async fn sign_up_enrol_and_sign_in_again_rotating_the_session_at_each_step() {
     let res = app.call("verify_sign_in_code", None, &[("email", email), ("code", &code)]).await;
     assert_eq!(res.json_and_cookie().await, (serde_json::json!("TwoFactor"), true));
     let user = deployclaw::db::users::find_for_sign_in(
-        app.platform.db(),
+        app.platform.db_for_tests(),
         &deployclaw::email::EmailAddress::parse(email).unwrap(),
     )
     .await
     .unwrap()
     .unwrap();
     assert!(user.totp_enabled);
-    let events = deployclaw::audit::recent(app.platform.db(), user.client_id, None, 100).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), user.client_id, None, 100).await.unwrap();
     let actions: Vec<&str> = events.iter().map(|e| e.action_type.as_str()).collect();
     for expected in ["auth.signed_up", "auth.code_sent", "auth.totp_enrolled", "auth.signed_in", "auth.signed_out"] {
         assert!(actions.contains(&expected), "{expected} missing from {actions:?}");

@@ -45,7 +45,7 @@ impl World {
         let member_user = app.user(Some(owner_user.client_id), "member@acme.example", Role::Member).await;
         let other_user = app.user(None, "owner@globex.example", Role::Owner).await;
         let admin_user = deployclaw::identity::team::create_platform_admin(
-            app.platform.db(),
+            app.platform.db_for_tests(),
             &deployclaw::email::EmailAddress::parse("ops@deployclaw.example").unwrap(),
         )
         .await
@@ -77,7 +77,7 @@ impl World {
         )
         .await;
         let siem_destination = deployclaw::audit::siem::create(
-            app.platform.db(),
+            app.platform.db_for_tests(),
             owner_user.client_id,
             deployclaw::audit::siem::NewDestination {
                 name: "Company SIEM".into(),
@@ -504,7 +504,7 @@ async fn each_server_function_admits_exactly_who_it_should() {
     assert!(failures.is_empty(), "authorization table mismatches:\n{}", failures.join("\n"));
 
     // What the allowed calls did stayed inside each caller's own client.
-    let db = world.app.platform.db();
+    let db = world.app.platform.db_for_tests();
     let acme = deployclaw::db::users::list(db, world.owner.user.client_id).await.unwrap();
     let globex = deployclaw::db::users::list(db, world.other_owner.user.client_id).await.unwrap();
     assert!(acme.iter().any(|u| u.email.as_str() == "invitee-owner@acme.example"));

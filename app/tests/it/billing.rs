@@ -53,7 +53,7 @@ async fn plan_of(app: &TestApp, client: ClientId) -> String {
 }
 
 async fn count(app: &TestApp, client: ClientId, action: &str) -> usize {
-    let all = deployclaw::audit::recent(app.platform.db(), client, None, 500).await.unwrap();
+    let all = deployclaw::audit::recent(app.platform.db_for_tests(), client, None, 500).await.unwrap();
     all.iter().filter(|e| e.action_type == action).count()
 }
 

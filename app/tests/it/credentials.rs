@@ -78,7 +78,7 @@ async fn credentials_are_listed_by_name_only_and_sealed_at_rest() {
     assert!(rows.is_empty());
     assert_eq!(app.call("delete_agent", Some(&browser.cookie), &[("agent_id", &agent_id)]).await.status(), 200);
 
-    let events = deployclaw::audit::recent(app.platform.db(), owner.client_id, None, 100).await.unwrap();
+    let events = deployclaw::audit::recent(app.platform.db_for_tests(), owner.client_id, None, 100).await.unwrap();
     let actions: Vec<&str> = events.iter().map(|e| e.action_type.as_str()).collect();
     for expected in [
         "agent.created",

@@ -40,7 +40,7 @@ async fn readyz_is_503_while_migrations_are_pending() {
 #[tokio::test]
 async fn readyz_is_503_when_the_database_is_unreachable() {
     let app = TestApp::spawn().await;
-    app.platform.db().close().await;
+    app.platform.db_for_tests().close().await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();

@@ -20,7 +20,7 @@ async fn landing_page_explains_the_product() {
 async fn dashboard_shell_has_navigation_for_every_area() {
     let app = TestApp::spawn().await;
     let operator = deployclaw::identity::team::create_platform_admin(
-        app.platform.db(),
+        app.platform.db_for_tests(),
         &deployclaw::email::EmailAddress::parse("ops@deployclaw.example").unwrap(),
     )
     .await

@@ -107,7 +107,7 @@ impl TestApp {
     ) -> deployclaw::db::users::User {
         use deployclaw::db::clients::{self, ClientName, NewClient};
         use deployclaw::email::EmailAddress;
-        let db = self.platform.db();
+        let db = self.platform.db_for_tests();
         let email = EmailAddress::parse(email).unwrap();
         let client_id = match client {
             Some(id) => id,
