@@ -36,7 +36,7 @@ test("following a source link shows the code it names, highlighted", async ({ pa
   const [, start, end] = href!.match(/\?lines=(\d+)-(\d+)#/)!;
   await link.click();
 
-  await expect(page).toHaveURL(/\/security\/source\/src\/vault\/envelope\.rs\?lines=\d+-\d+#L\d+-L\d+$/);
+  await expect(page).toHaveURL(/\/security\/source\/src\/keys\/envelope\.rs\?lines=\d+-\d+#L\d+-L\d+$/);
   await expect(page.getByRole("heading", { level: 1 })).toHaveText("src/keys/envelope.rs");
   const highlighted = page.locator(".line.hl");
   await expect(highlighted).toHaveCount(Number(end) - Number(start) + 1);
