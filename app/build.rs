@@ -77,7 +77,10 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("the app crate lives in the workspace").to_path_buf();
     let data_path = root.join("security/references.toml");
-    println!("cargo:rerun-if-changed={}", data_path.display());
+    // Relative to this package (cargo resolves it against the package root at every build), never absolute:
+    // two checkouts sharing one target directory share this script's fingerprint, and an absolute path would
+    // keep watching the other checkout's file.
+    println!("cargo:rerun-if-changed=../security/references.toml");
     println!("cargo:rerun-if-changed=build.rs");
     let text = std::fs::read_to_string(&data_path).unwrap_or_else(|e| panic!("{}: {e}", data_path.display()));
     let data: Data = toml::from_str(&text).unwrap_or_else(|e| panic!("security/references.toml: {e}"));
@@ -168,6 +171,7 @@ fn main() {
         let paths: BTreeSet<&str> = data.reference.iter().map(|r| r.path.as_str()).collect();
         for path in paths {
             let file = root.join(path);
+            println!("cargo:rerun-if-changed=../{path}");
             writeln!(sources, "    ({path:?}, include_str!({:?})),", file.display().to_string()).unwrap();
         }
     }

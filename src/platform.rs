@@ -155,10 +155,8 @@ impl Platform {
     ) -> Result<Self, StartupError> {
         let plans = config.billing.catalog.clone();
         let mailer = Mailer::new(&config.mail.from, &config.mail.transport)?;
-        let retention = RetentionPolicy {
-            plans: Some(plans.retention_limits()),
-            ..RetentionPolicy::from(&config.audit)
-        };
+        let retention =
+            RetentionPolicy { plans: Some(plans.retention_limits()), ..RetentionPolicy::from(&config.audit) };
         let audit = Audit::new(db.clone(), keyring.clone(), retention);
         let codes = SignInCodes::new(db.clone(), &keyring, config.auth.code_ttl);
         let sign_in = SignIn::new(db.clone(), codes, mailer.clone());

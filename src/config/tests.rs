@@ -34,9 +34,7 @@ fn defaults_are_the_embedded_sqlite_platform_on_loopback() {
     assert_eq!(c.mode, Mode::Embedded);
     assert_eq!(c.server.addr, "127.0.0.1:3000".parse().unwrap());
     assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:3000/");
-    assert!(
-        matches!(&c.database.target, DatabaseTarget::Sqlite { path } if path == Path::new("data/deployclaw.db"))
-    );
+    assert!(matches!(&c.database.target, DatabaseTarget::Sqlite { path } if path == Path::new("data/deployclaw.db")));
     assert!(!c.server.is_tls());
 }
 
@@ -44,11 +42,8 @@ fn defaults_are_the_embedded_sqlite_platform_on_loopback() {
 fn file_then_env_layers_override_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");
-    std::fs::write(
-        &file,
-        "[server]\naddr = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\n[log]\nformat = \"json\"\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "[server]\naddr = \"127.0.0.1:4000\"\nshutdown_grace_secs = 5\n[log]\nformat = \"json\"\n")
+        .unwrap();
     let c = load_file(
         ConfigFile::Path(file),
         &[("DEPLOYCLAW_SERVER__ADDR", "127.0.0.1:5000"), ("DEPLOYCLAW_TEST_POSTGRES_URL", "ignored")],
@@ -201,9 +196,7 @@ fn gateway_test_upstreams_are_exact_addresses_and_empty_by_default() {
     assert!(c.gateway.test_upstreams.is_empty());
     let c = load(&[("DEPLOYCLAW_GATEWAY__TEST_UPSTREAMS", "[\"127.0.0.1:4000\"]")]).unwrap();
     assert_eq!(c.gateway.test_upstreams, vec!["127.0.0.1:4000".parse().unwrap()]);
-    for bad in
-        ["[\"127.0.0.0/8\"]", "[\"127.0.0.1\"]", "[\"127.0.0.1:0\"]", "[\"0.0.0.0:80\"]", "[\"localhost:80\"]"]
-    {
+    for bad in ["[\"127.0.0.0/8\"]", "[\"127.0.0.1\"]", "[\"127.0.0.1:0\"]", "[\"0.0.0.0:80\"]", "[\"localhost:80\"]"] {
         let err = load(&[("DEPLOYCLAW_GATEWAY__TEST_UPSTREAMS", bad)]).unwrap_err().to_string();
         assert!(err.contains("gateway.test_upstreams"), "{bad}: {err}");
     }
@@ -265,8 +258,8 @@ fn audit_retention_and_checkpoint_intervals_are_bounded() {
     assert_eq!(c.audit.retention_days, 90);
     assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(300));
     assert_eq!(c.audit.retention_interval, Duration::from_secs(86_400));
-    let c = load(&[("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "30"), ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "365")])
-        .unwrap();
+    let c =
+        load(&[("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "30"), ("DEPLOYCLAW_AUDIT__MAX_RETENTION_DAYS", "365")]).unwrap();
     assert_eq!((c.audit.retention_days, c.audit.max_retention_days), (30, 365));
     for (key, bad) in [
         ("DEPLOYCLAW_AUDIT__RETENTION_DAYS", "0"),

@@ -30,9 +30,9 @@ pub mod spend;
 pub mod upstream;
 pub mod usage;
 
+use accounting::Meter;
 pub use provider::Provider;
 use provider::{error_response, inspect_body, passes_back};
-use accounting::Meter;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

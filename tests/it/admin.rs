@@ -46,7 +46,12 @@ async fn operator(db: &Db, admin: &Admin, age: chrono::Duration) -> Operator {
 
 db_test!(only_platform_admins_are_operators_and_actions_need_a_fresh_factor, |t| {
     let dir = tempfile::tempdir().unwrap();
-    let agents = Agents::new(crate::support::agents_parts(&t.db, Vault::new(t.db.clone(), test_keyring(&[1])), None, Pool::parse("10.219.0.0/24").unwrap()));
+    let agents = Agents::new(crate::support::agents_parts(
+        &t.db,
+        Vault::new(t.db.clone(), test_keyring(&[1])),
+        None,
+        Pool::parse("10.219.0.0/24").unwrap(),
+    ));
     let admin = admin(&t.db, agents.clone(), dir.path());
     let customer = new_client(&t.db, "Customerco").await;
     let owner =
@@ -96,7 +101,12 @@ async fn suspension_stops_running_agents_and_refuses_deploys_and_a_rebuild_repla
     let runtime: Arc<dyn deployclaw::runtime::ContainerRuntime> =
         Arc::new(deployclaw::runtime::connect(None).await.expect("a container runtime (run ./scripts/test)"));
     let pool = Pool::parse(&format!("10.212.{}.0/24", std::process::id() % 256)).unwrap();
-    let agents = Agents::new(crate::support::agents_parts(&t.db, Vault::new(t.db.clone(), test_keyring(&[1])), Some(runtime.clone()), pool));
+    let agents = Agents::new(crate::support::agents_parts(
+        &t.db,
+        Vault::new(t.db.clone(), test_keyring(&[1])),
+        Some(runtime.clone()),
+        pool,
+    ));
     let admin = admin(&t.db, agents.clone(), dir.path());
     let op = operator(&t.db, &admin, chrono::Duration::seconds(5)).await;
     let client = new_client(&t.db, "Runningco").await.id;

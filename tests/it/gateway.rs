@@ -107,7 +107,7 @@ pub(crate) async fn agent_with_token(db: &Db, agents: &Agents, client: ClientId,
 async fn fixture(db: &Db, p: Permissions) -> Fixture {
     let upstream = echo_upstream().await;
     let vault = Vault::new(db.clone(), test_keyring(&[1]));
-    let agents = Agents::new(crate::support::agents_parts(&db, vault, None, Pool::parse("10.219.0.0/24").unwrap()));
+    let agents = Agents::new(crate::support::agents_parts(db, vault, None, Pool::parse("10.219.0.0/24").unwrap()));
     let client = new_client(db, "Gatewayco").await.id;
     let (agent, token) = agent_with_token(db, &agents, client, "egress").await;
     agents.update_permissions(Actor::Platform, client, agent, p, &ctx()).await.unwrap();

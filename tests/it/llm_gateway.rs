@@ -90,7 +90,8 @@ async fn llm_with(db: &Db, cap_usd: &str, mailer: Option<Mailer>, plans: deployc
     let gateway = LlmGateway::new(db.clone(), vault.clone(), mailer, settings).unwrap();
     let proxy = EgressProxy::with_llm(db.clone(), ProxySettings::default(), gateway);
     let pool = Pool::parse("10.219.0.0/24").unwrap();
-    let agents = Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..agents_parts(db, vault.clone(), None, pool) });
+    let agents =
+        Agents::new(AgentsParts { gateway: Some(proxy.clone()), ..agents_parts(db, vault.clone(), None, pool) });
     let client = new_client(db, &format!("modelco{}", &uuid::Uuid::now_v7().simple().to_string()[24..])).await.id;
     let (agent, token) = agent_with_token(db, &agents, client, "caller").await;
     agents.update_permissions(Actor::Platform, client, agent, cap(cap_usd), &ctx()).await.unwrap();

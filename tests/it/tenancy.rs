@@ -46,9 +46,10 @@ db_test!(clients_round_trip_and_duplicates_conflict, |t| {
 db_test!(a_constraint_refusal_never_names_the_schema, |t| {
     // What a user may be shown says what happened, not how our tables are built (the constraint is logged).
     let acme = new_client(&t.db, "Acme").await;
-    let dup = clients::create(&t.db, NewClient { name: ClientName::parse("Other").unwrap(), email: acme.email.clone() })
-        .await
-        .unwrap_err();
+    let dup =
+        clients::create(&t.db, NewClient { name: ClientName::parse("Other").unwrap(), email: acme.email.clone() })
+            .await
+            .unwrap_err();
     let DbError::Conflict(message) = &dup else { panic!("{dup:?}") };
     assert_eq!(message, deployclaw::db::error::ALREADY_EXISTS);
     let shown = dup.to_string().to_lowercase();

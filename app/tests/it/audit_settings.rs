@@ -100,10 +100,13 @@ async fn everyone_reads_retention_but_only_the_owner_changes_it() {
     assert_eq!(body["retention"]["days"], 30);
     let seen = settings_of(&app, &member).await;
     assert_eq!((seen["retention"]["days"].clone(), seen["retention"]["source"].clone()), (json!(30), json!("client")));
-    let stored =
-        deployclaw::audit::settings::retention(app.platform.db_for_tests(), &(&app.platform.config().audit).into(), client)
-            .await
-            .unwrap();
+    let stored = deployclaw::audit::settings::retention(
+        app.platform.db_for_tests(),
+        &(&app.platform.config().audit).into(),
+        client,
+    )
+    .await
+    .unwrap();
     assert_eq!(stored.client_days, Some(30));
     let recorded = actions(&app, client, "audit.retention_changed").await;
     assert_eq!(recorded.len(), 1);

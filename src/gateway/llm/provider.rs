@@ -51,7 +51,6 @@ impl Provider {
     }
 }
 
-
 /// Checks the body is a JSON object naming a model; for an OpenAI stream, makes sure the final chunk
 /// carries usage (`stream_options.include_usage`). Returns the model, whether it streams, and the body to send.
 pub(super) fn inspect_body(provider: Provider, body: Bytes) -> Result<(String, bool, Bytes), Refusal> {
@@ -59,7 +58,9 @@ pub(super) fn inspect_body(provider: Provider, body: Bytes) -> Result<(String, b
     let mut v: Value = serde_json::from_slice(&body).map_err(|_| bad("the request body is not JSON"))?;
     let object = v.as_object_mut().ok_or_else(|| bad("the request body must be a JSON object"))?;
     let model = match object.get("model") {
-        Some(Value::String(m)) if !m.is_empty() && m.chars().count() <= crate::gateway::pricing::MAX_MODEL_CHARS => m.clone(),
+        Some(Value::String(m)) if !m.is_empty() && m.chars().count() <= crate::gateway::pricing::MAX_MODEL_CHARS => {
+            m.clone()
+        }
         _ => return Err(bad("the request needs a \"model\" (a string of at most 128 characters)")),
     };
     let stream = match object.get("stream") {
