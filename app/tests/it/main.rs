@@ -13,6 +13,7 @@ mod authz;
 mod billing;
 mod binary;
 mod credentials;
+mod escaping;
 mod front_door;
 mod headers;
 mod health;
