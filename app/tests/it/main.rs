@@ -8,6 +8,7 @@ mod agents;
 mod audit_export;
 mod audit_settings;
 mod audit_stream;
+mod bad_requests;
 mod auth;
 mod authz;
 mod billing;
