@@ -28,6 +28,24 @@ pub fn PageHeader(title: &'static str, #[prop(into)] lead: String) -> impl IntoV
     }
 }
 
+/// `text` as the inner HTML of a `<textarea>`, escaped. Leptos writes a textarea's children into the server's HTML
+/// as they are (to it they are raw text), so saved text could close the element and add markup to every viewer's
+/// page. A textarea that shows saved text takes it as `inner_html=textarea_text(..)`, with no children: the
+/// browser's parser (server-rendered page) and `innerHTML` (client-side navigation) both read it back as the
+/// same text, and the form submits it unchanged.
+pub fn textarea_text(text: &str) -> String {
+    let mut html = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            c => html.push(c),
+        }
+    }
+    html
+}
+
 /// What a section shows when it has nothing yet: what will be here and what to do next.
 #[component]
 pub fn EmptyState(title: &'static str, children: Children) -> impl IntoView {
@@ -173,4 +191,12 @@ pub fn poll_while_open(busy: impl Fn() -> bool + 'static, refresh: impl Fn() + '
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (busy, refresh, idle_secs);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn textarea_text_cannot_close_its_textarea() {
+        assert_eq!(super::textarea_text("a</textarea><b>&amp;\n"), "a&lt;/textarea&gt;&lt;b&gt;&amp;amp;\n");
+    }
 }

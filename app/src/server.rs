@@ -7,6 +7,7 @@ pub mod billing_return;
 pub mod billing_webhook;
 mod cli;
 pub mod document;
+pub mod fn_requests;
 pub mod headers;
 pub mod listener;
 pub mod router;

@@ -240,6 +240,45 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   expect(problems).toEqual(Array(2).fill("Failed to load resource: the server responded with a status of 400 (Bad Request)"));
 });
 
+test("an agent's environment that holds markup is shown as text, whether the server or the browser renders it", async ({ page }) => {
+  const problems = watchConsole(page);
+  await signedInPage(page);
+  // One owner saves this; every viewer of the agent page must see it as text (no redirect, no script).
+  const breakout = `</textarea><meta http-equiv=refresh content="0;url=https://example.invalid"><script>alert(1)</script>`;
+  const attribute = `"><img src=x onerror=alert(1)>`;
+  const stored = `GREETING=${breakout}\nQUOTE=${attribute}\n`;
+  await page.goto("/dashboard/agents");
+  await waitForHydration(page);
+  await page.getByLabel("Name", { exact: true }).fill("markup");
+  await page.getByLabel("Template").selectOption("test-agent");
+  await page.getByTestId("create-agent").click();
+  const row = page.getByTestId("agent-row").filter({ hasText: "markup" });
+  await row.getByRole("link", { name: "markup" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("markup");
+  const agentPage = page.url();
+  const environment = page.getByLabel("Environment variables");
+  await environment.fill(`GREETING=${breakout}\nQUOTE=${attribute}`);
+  await page.getByTestId("save-settings").click();
+  await expect(page.getByTestId("settings-saved")).toBeVisible();
+  // Away and back inside the app: the page is built in the browser from the stored text.
+  await page.getByRole("link", { name: "← All agents" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Agents");
+  await row.getByRole("link", { name: "markup" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("markup");
+  await expect(environment).toHaveValue(stored);
+  expect(page.url()).toBe(agentPage);
+  // Rendered by the server, then hydrated.
+  await page.reload();
+  await waitForHydration(page);
+  await expect(environment).toHaveValue(stored);
+  expect(page.url()).toBe(agentPage);
+  await expect(page.locator("meta[http-equiv], img[src='x']"), "no element came out of the text").toHaveCount(0);
+  await page.getByRole("link", { name: "← All agents" }).click();
+  await row.getByRole("button", { name: "Delete agent markup" }).click();
+  await expect(row).toHaveCount(0);
+  expect(problems, "no script ran or was blocked, nothing failed").toEqual([]);
+});
+
 test("the audit page shows what happened, then new events live, with pause, filters and downloads", async ({ page, context }) => {
   test.setTimeout(60_000);
   const problems = watchConsole(page);

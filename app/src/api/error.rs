@@ -12,6 +12,9 @@ pub enum AppError {
     /// The request was refused; the message says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// The request is larger than the server accepts; the message says the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Not signed in, or the session ended; the message says why.
     #[error("{0}")]
     SignInRequired(String),
@@ -35,14 +38,22 @@ pub enum AppError {
     Transport(String),
 }
 
+/// The reason given for a request whose fields do not decode into the server function's arguments.
+pub const MALFORMED: &str = "The request was malformed: a field is missing or has the wrong type.";
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
+    /// Decoding failures. The decoder's own message is dropped: it speaks of serde and byte offsets, not of what
+    /// to change, and may quote what was sent.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
-            ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => {
-                AppError::Invalid(format!("The request was malformed: {m}"))
-            }
+            // On the server: the request's fields do not decode into the arguments (answered 400 by the router,
+            // see `server/fn_requests.rs`), or its body could not be read.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => AppError::Invalid(MALFORMED.into()),
+            ServerFnErrorErr::Deserialization(_) if cfg!(feature = "ssr") => AppError::Invalid(MALFORMED.into()),
+            // In the browser: the server's answer could not be read.
+            ServerFnErrorErr::Deserialization(_) => AppError::Transport("its answer could not be read".into()),
             other => AppError::Transport(other.to_string()),
         }
     }
@@ -54,6 +65,7 @@ impl AppError {
         match self {
             AppError::NotFound => 404,
             AppError::Invalid(_) => 400,
+            AppError::TooLarge(_) => 413,
             AppError::SignInRequired(_) => 401,
             AppError::Forbidden(_) | AppError::TwoFactorRequired => 403,
             AppError::Throttled(_) => 429,

@@ -122,6 +122,8 @@ pub fn build_router(platform: Platform) -> Result<Router, std::io::Error> {
             }
         })
         .with_state(state)
+        // Innermost: a server function's body is read only once the session and origin checks passed.
+        .layer(axum::middleware::from_fn(super::fn_requests::check))
         .layer(axum::middleware::from_fn_with_state(platform.clone(), session_guard))
         .layer(session_layer(&platform))
         .layer(axum::middleware::from_fn_with_state(own_origin, same_origin_only))

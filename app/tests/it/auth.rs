@@ -20,7 +20,7 @@ pub(crate) fn mailed_code(app: &TestApp, to: &str) -> String {
         .expect("a code was mailed")
 }
 
-fn totp_now(secret_base32: &str) -> String {
+pub(crate) fn totp_now(secret_base32: &str) -> String {
     totp_rs::Builder::new()
         .with_secret(totp_rs::Secret::try_from_base32(secret_base32).unwrap())
         .with_account_name("test")

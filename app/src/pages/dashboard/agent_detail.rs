@@ -10,7 +10,7 @@ use crate::api::agents::{
     StopAgent, UpdateAgentPermissions, UpdateAgentSettings,
 };
 use crate::api::AppError;
-use crate::components::{ConfirmTwoFactor, ErrorNotice};
+use crate::components::{textarea_text, ConfirmTwoFactor, ErrorNotice};
 
 use super::agents::{in_transition, status_label};
 
@@ -260,9 +260,15 @@ fn SettingsForm(
                 <label for="settings-cpu">"CPU (thousandths of a core)"</label>
                 <input id="settings-cpu" name="cpu_millis" inputmode="numeric" value=current.cpu_millis placeholder="1000 (one core)" />
                 <label for="settings-env">"Environment variables"</label>
-                <textarea id="settings-env" name="environment" rows="4" spellcheck="false" aria-describedby="settings-env-help" placeholder="LOG_LEVEL=info">
-                    {current.environment}
-                </textarea>
+                <textarea
+                    id="settings-env"
+                    name="environment"
+                    rows="4"
+                    spellcheck="false"
+                    aria-describedby="settings-env-help"
+                    placeholder="LOG_LEVEL=info"
+                    inner_html=textarea_text(&current.environment)
+                ></textarea>
                 <p id="settings-env-help" class="muted small">
                     "One NAME=value per line. These are stored unencrypted: put keys and passwords under Credentials instead (values that look like secrets are refused)."
                 </p>
@@ -297,21 +303,39 @@ fn PermissionsForm(
             <ActionForm action=action attr:class="stack-form" attr:data-testid="permissions-form">
                 <input type="hidden" name="agent_id" value=agent_id />
                 <label for="permissions-scopes">"Scopes"</label>
-                <textarea id="permissions-scopes" name="scopes" rows="3" spellcheck="false" aria-describedby="permissions-scopes-help" placeholder="api:outbound">
-                    {current.scopes}
-                </textarea>
+                <textarea
+                    id="permissions-scopes"
+                    name="scopes"
+                    rows="3"
+                    spellcheck="false"
+                    aria-describedby="permissions-scopes-help"
+                    placeholder="api:outbound"
+                    inner_html=textarea_text(&current.scopes)
+                ></textarea>
                 <p id="permissions-scopes-help" class="muted small">{format!("One per line. Available: {all_scopes}. Outbound connections need api:outbound.")}</p>
                 <label for="permissions-domains">"Allowed outbound domains"</label>
-                <textarea id="permissions-domains" name="allowed_domains" rows="4" spellcheck="false" aria-describedby="permissions-domains-help" placeholder="api.openai.com">
-                    {current.allowed_domains}
-                </textarea>
+                <textarea
+                    id="permissions-domains"
+                    name="allowed_domains"
+                    rows="4"
+                    spellcheck="false"
+                    aria-describedby="permissions-domains-help"
+                    placeholder="api.openai.com"
+                    inner_html=textarea_text(&current.allowed_domains)
+                ></textarea>
                 <p id="permissions-domains-help" class="muted small">
                     "One host name per line; *.example.com allows every name below example.com (not example.com itself). No IP addresses, ports or paths."
                 </p>
                 <label for="permissions-limits">"Rate limits"</label>
-                <textarea id="permissions-limits" name="rate_limits" rows="2" spellcheck="false" aria-describedby="permissions-limits-help" placeholder="api:outbound 600 5000">
-                    {current.rate_limits}
-                </textarea>
+                <textarea
+                    id="permissions-limits"
+                    name="rate_limits"
+                    rows="2"
+                    spellcheck="false"
+                    aria-describedby="permissions-limits-help"
+                    placeholder="api:outbound 600 5000"
+                    inner_html=textarea_text(&current.rate_limits)
+                ></textarea>
                 <p id="permissions-limits-help" class="muted small">
                     "One line per scope: SCOPE PER_HOUR PER_DAY. A granted scope without a line gets 600 per hour and 5000 per day."
                 </p>
