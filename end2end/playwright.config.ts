@@ -85,6 +85,9 @@ export default defineConfig({
         DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         DEPLOYCLAW_LOG__FORMAT: "json",
         DEPLOYCLAW_LOG__FILTER: "warn",
+        // Agent networks apart from the default pool: a DeployClaw already running on this machine keeps
+        // its subnets and its firewall table.
+        DEPLOYCLAW_RUNTIME__NETWORK_POOL: "10.210.0.0/16",
       },
     },
     {
@@ -115,6 +118,7 @@ export default defineConfig({
         DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         DEPLOYCLAW_LOG__FORMAT: "json",
         DEPLOYCLAW_LOG__FILTER: "warn",
+        DEPLOYCLAW_RUNTIME__NETWORK_POOL: "10.209.0.0/16",
         DEPLOYCLAW_BILLING__STRIPE_SECRET_KEY: stripeKey,
         DEPLOYCLAW_BILLING__WEBHOOK_SECRETS: `["${stripeSecret}"]`,
         DEPLOYCLAW_BILLING__STRIPE_API_BASE: `http://127.0.0.1:${stripePort}`,

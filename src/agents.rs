@@ -26,6 +26,7 @@ use crate::vault::{CredentialName, DecryptPurpose, Vault, VaultError};
 mod egress;
 mod limits;
 mod metrics;
+mod network;
 pub mod reconciler;
 pub mod settings;
 
@@ -217,33 +218,6 @@ impl Agents {
         agents::get(&self.db, client_id, id).await
     }
 
-    /// The agent's network block: its own, or on first use the lowest free one of the pool, claimed atomically
-    /// (two deploys racing for the same block: the loser picks again).
-    async fn network_block(&self, client_id: ClientId, id: AgentId) -> Result<u32, DbError> {
-        for _ in 0..8 {
-            if let Some(block) = self.get(client_id, id).await?.network_block {
-                return u32::try_from(block)
-                    .map_err(|_| DbError::Invalid("the agent's network block is invalid".into()));
-            }
-            let used = agents::used_network_blocks(&self.db).await?;
-            let Some(free) = self.pool.first_free(&used) else {
-                return Err(DbError::Invalid(
-                    "every agent network is in use; ask the operator to enlarge the pool".into(),
-                ));
-            };
-            agents::claim_network_block(&self.db, client_id, id, free).await?;
-        }
-        Err(DbError::Conflict("could not assign an agent network; try again".into()))
-    }
-
-    /// The agent's /28, assigning one on first use.
-    async fn subnet_for(&self, client_id: ClientId, id: AgentId) -> Result<Subnet, DbError> {
-        let block = self.network_block(client_id, id).await?;
-        self.pool
-            .block(block)
-            .ok_or_else(|| DbError::Invalid("the agent's network block is outside the pool; ask an operator".into()))
-    }
-
     fn runtime_or_err(&self) -> Result<&Arc<dyn ContainerRuntime>, AgentError> {
         self.runtime.as_ref().ok_or(AgentError::NoRuntime)
     }
@@ -270,11 +244,10 @@ impl Agents {
         let settings = AgentSettings::from_config(&agent.config)?;
         self.check_settings_within_plan(client_id, &settings, template).await?;
         let runtime = self.runtime_or_err()?.clone();
-        let subnet = self.subnet_for(client_id, id).await?;
         self.transition(&agent, AgentStatus::Provisioning, Some("deploying")).await?;
         self.record(actor, &agent, "agent.deploy_requested", Some(ctx), json!({ "template": template.id })).await?;
-        match self.start_container(&*runtime, &agent, template, subnet).await {
-            Ok((container_id, token_hash)) => {
+        match self.start_container(&*runtime, &agent, template).await {
+            Ok((container_id, token_hash, subnet)) => {
                 agents::clear_crashes(&self.db, client_id, id).await?;
                 let deployed = agents::set_runtime_state(
                     &self.db,
@@ -312,11 +285,10 @@ impl Agents {
         runtime: &dyn ContainerRuntime,
         agent: &Agent,
         template: &Template,
-        subnet: crate::runtime::subnets::Subnet,
-    ) -> Result<(String, Vec<u8>), AgentError> {
+    ) -> Result<(String, Vec<u8>, Subnet), AgentError> {
         let names = hardening::names(agent.client_id, agent.id);
         let labels = hardening::labels(agent.client_id, agent.id);
-        runtime.ensure_network(&hardening::network_spec(agent.client_id, agent.id, subnet)).await?;
+        let subnet = self.ensure_agent_network(runtime, agent).await?;
         runtime.ensure_volume(&names.volume, &labels).await?;
         self.open_gateway(agent, subnet).await;
         let settings = AgentSettings::from_config(&agent.config)?;
@@ -347,7 +319,7 @@ impl Agents {
         runtime.remove_container(&spec.name).await?;
         let container_id = runtime.create_container(&spec).await?;
         runtime.start_container(&spec.name).await?;
-        Ok((container_id, token_hash))
+        Ok((container_id, token_hash, subnet))
     }
 
     /// Recreates a deployed agent's container (same network, volume, fresh credentials and token) for the
@@ -355,8 +327,7 @@ impl Agents {
     pub(crate) async fn recreate(&self, agent: &Agent) -> Result<(), AgentError> {
         let runtime = self.runtime_or_err()?.clone();
         let template = self.template_of(agent)?;
-        let subnet = self.subnet_for(agent.client_id, agent.id).await?;
-        let (container_id, token_hash) = self.start_container(&*runtime, agent, template, subnet).await?;
+        let (container_id, token_hash, _) = self.start_container(&*runtime, agent, template).await?;
         agents::set_runtime_state(
             &self.db,
             agent.client_id,

@@ -139,6 +139,9 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
     async fn info(&self) -> Result<RuntimeInfo>;
     /// Creates the network unless one by that name exists (then it must have the same subnet).
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<()>;
+    /// The subnets of every network the runtime has, whoever made it (ours, another program's, or another
+    /// DeployClaw's on the same host), as CIDR text.
+    async fn network_subnets(&self) -> Result<Vec<String>>;
     /// Removes a network; a missing one is fine.
     async fn remove_network(&self, name: &str) -> Result<()>;
     /// Creates a named volume unless it exists.

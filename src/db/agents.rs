@@ -162,6 +162,21 @@ pub async fn used_network_blocks(db: &Db) -> Result<Vec<u32>, DbError> {
     Ok(used.into_iter().filter_map(|b| u32::try_from(b).ok()).collect())
 }
 
+/// Gives the agent's block back (the runtime refused its subnet as taken), if it still holds `block`.
+pub async fn release_network_block(db: &Db, client_id: ClientId, id: AgentId, block: u32) -> Result<(), DbError> {
+    let block = i32::try_from(block).map_err(|_| DbError::Invalid("network block out of range".into()))?;
+    on_pool!(db, |p| sqlx::query(
+        "UPDATE agents SET network_block = NULL WHERE id = $1 AND client_id = $2 AND network_block = $3"
+    )
+    .bind(id)
+    .bind(client_id)
+    .bind(block)
+    .execute(p)
+    .await?
+    .rows_affected());
+    Ok(())
+}
+
 /// Claims `block` for the agent if it has none yet, atomically: `false` when another agent's claim of the same
 /// block won (the unique index refuses the second) or the agent already holds a block. The caller re-reads the
 /// agent and decides again; which block to ask for is its choice, not the repository's.

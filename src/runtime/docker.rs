@@ -185,6 +185,19 @@ impl ContainerRuntime for DockerRuntime {
         Ok(())
     }
 
+    async fn network_subnets(&self) -> Result<Vec<String>> {
+        let networks = self
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(|e| self.error("networks", e))?;
+        Ok(networks
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+            .filter_map(|c| c.subnet)
+            .collect())
+    }
+
     async fn remove_network(&self, name: &str) -> Result<()> {
         let r = self.docker.remove_network(name).await;
         self.ignore_missing(&format!("network {name}"), r)

@@ -93,6 +93,29 @@ impl Pool {
         }
         (candidate < self.blocks).then_some(candidate)
     }
+
+    /// The blocks of the pool that the IPv4 network `cidr` (`10.213.0.0/28`, as a container runtime lists its
+    /// networks) overlaps; empty for anything else (IPv6, text that is not a CIDR block).
+    pub fn overlapping(&self, cidr: &str) -> std::ops::Range<u32> {
+        let Some((addr, prefix)) = cidr.trim().split_once('/') else { return 0..0 };
+        let (Ok(addr), Ok(prefix)) = (addr.parse::<Ipv4Addr>(), prefix.parse::<u32>()) else { return 0..0 };
+        if prefix > 32 {
+            return 0..0;
+        }
+        let size = 1u64 << (32 - prefix);
+        let start = u64::from(u32::from(addr)) & !(size - 1);
+        let (pool_start, pool_end) = (
+            u64::from(u32::from(self.base)),
+            u64::from(u32::from(self.base)) + u64::from(self.blocks) * u64::from(BLOCK),
+        );
+        let (from, to) = (start.max(pool_start), (start + size).min(pool_end));
+        if from >= to {
+            return 0..0;
+        }
+        let first = (from - pool_start) / u64::from(BLOCK);
+        let last = (to - pool_start).div_ceil(u64::from(BLOCK));
+        u32::try_from(first).unwrap_or(0)..u32::try_from(last).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +144,25 @@ mod tests {
         assert_eq!(DEFAULT_POOL.first_free(&[3, 1, 0, 2]), Some(4));
         let full: Vec<u32> = (0..4096).collect();
         assert_eq!(DEFAULT_POOL.first_free(&full), None);
+    }
+
+    #[test]
+    fn networks_overlap_the_blocks_they_share_addresses_with() {
+        let pool = Pool::parse("10.213.0.0/24").unwrap();
+        assert_eq!(pool.overlapping("10.213.0.0/28"), 0..1);
+        assert_eq!(pool.overlapping("10.213.0.16/28"), 1..2);
+        assert_eq!(pool.overlapping("10.213.0.40/29"), 2..3);
+        assert_eq!(pool.overlapping("10.213.0.64/26"), 4..8);
+        // A host-style address is widened to its network.
+        assert_eq!(pool.overlapping("10.213.0.17/28"), 1..2);
+        // Larger than the pool, or holding it: every block.
+        assert_eq!(pool.overlapping("10.0.0.0/8"), 0..16);
+        assert_eq!(pool.overlapping("0.0.0.0/0"), 0..16);
+        // Beside it, IPv6, or not a block: none.
+        assert_eq!(pool.overlapping("10.213.1.0/24"), 0..0);
+        assert_eq!(pool.overlapping("10.212.255.240/28"), 0..0);
+        assert_eq!(pool.overlapping("fd00::/64"), 0..0);
+        assert_eq!(pool.overlapping("10.213.0.0"), 0..0);
+        assert_eq!(pool.overlapping("10.213.0.0/33"), 0..0);
     }
 }

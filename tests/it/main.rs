@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod agent_networks;
 mod architecture;
 mod audit;
 mod audit_chain;
