@@ -16,6 +16,7 @@ if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 CARGO_LEPTOS_VERSION=0.3.10
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate version in Cargo.lock
 BINARYEN_VERSION=132.0.0       # Debian's binaryen 108 emits WASM that fails to hydrate
+CARGO_DENY_VERSION=0.20.2      # licences, bans, sources and advisories of the dependency tree (deny.toml)
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -66,6 +67,90 @@ ensure_build_tools() {
     mkdir -p "$TOOLS"
     npm install --silent --no-fund --no-audit --prefix "$TOOLS" "binaryen@$BINARYEN_VERSION" >/dev/null
   fi
+}
+
+# Supply-chain checks (scripts/test runs them before the Rust tests; each also runs by hand after
+# `source scripts/lib.sh`). cargo-deny from crates.io, built in a target directory of its own so that its
+# one-time build never holds the shared build directory's lock.
+ensure_cargo_deny() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  if ! cargo deny --version 2>/dev/null | grep -qF "$CARGO_DENY_VERSION"; then
+    log "installing cargo-deny $CARGO_DENY_VERSION (one time, ~9 minutes on 2 cores)"
+    cargo install "cargo-deny@$CARGO_DENY_VERSION" --locked --target-dir "$CACHE/install-target"
+  fi
+}
+
+# secretlint from npm, pinned by tools/secretlint/package-lock.json; `npm ci` only when that lockfile changed
+# since the last install (a stamp inside node_modules, as for end2end/).
+SECRETLINT_DIR="$ROOT/tools/secretlint"
+ensure_secretlint() {
+  ensure_node
+  if ! cmp -s "$SECRETLINT_DIR/package-lock.json" "$SECRETLINT_DIR/node_modules/.deployclaw-installed-lock"; then
+    log "installing secretlint (npm ci in tools/secretlint)"
+    (cd "$SECRETLINT_DIR" && npm ci --no-fund --no-audit --silent)
+    cp "$SECRETLINT_DIR/package-lock.json" "$SECRETLINT_DIR/node_modules/.deployclaw-installed-lock"
+  fi
+}
+
+# Licences, banned crates and sources of every dependency of every workspace crate, by deny.toml. Needs no
+# network beyond crates.io. Several versions of one crate are allowed (deny.toml says why): they are named on
+# one line instead of a page of warnings; anything else cargo-deny says is shown as it said it.
+check_dependency_policy() {
+  ensure_cargo_deny
+  local out rc=0 dups
+  out=$(cd "$ROOT" && cargo deny --locked --workspace check --hide-inclusion-graph licenses bans sources 2>&1) || rc=$?
+  awk -v RS= -v ORS='\n\n' '!/^warning\[duplicate\]/' <<<"$out"
+  dups=$({ grep -Eo "^warning\[duplicate\]: found [0-9]+ duplicate entries for crate '[^']+'" <<<"$out" || true; } \
+    | sed -E "s/.*crate '([^']+)'/\1/" | tr '\n' ' ')
+  [ -z "$dups" ] || log "crates in several versions (allowed by deny.toml): $dups"
+  return "$rc"
+}
+
+# Every tracked file through secretlint's recommended rules (.secretlintrc.json: the preset, plus the made-up
+# credentials our tests need, each allowed by its exact value). Any finding fails; the report masks values.
+scan_tracked_files_for_secrets() {
+  ensure_secretlint
+  local files=()
+  # Tracked files that exist: a file deleted in the work tree but not yet in git has nothing to scan.
+  while IFS= read -r -d '' f; do
+    if [ -f "$ROOT/$f" ]; then files+=("$f"); fi
+  done < <(git -C "$ROOT" ls-files -z)
+  [ ${#files[@]} -gt 0 ] || die "git ls-files listed no file to scan"
+  log "secretlint: ${#files[@]} tracked files"
+  (cd "$ROOT" && "$SECRETLINT_DIR/node_modules/.bin/secretlint" --no-glob --no-color --format unix "${files[@]}")
+}
+
+# The RustSec advisories for every dependency, where cargo-deny can fetch their database. Where it cannot
+# (no route to it: this project's own machines and CI), the check is reported as skipped with the reason,
+# never as passed. SKIP_NOTE, when set (scripts/test's step), is the file the reason goes to.
+ADVISORY_FETCH_TIMEOUT=${DEPLOYCLAW_ADVISORY_FETCH_TIMEOUT:-90}
+check_advisories() {
+  ensure_cargo_deny
+  local out rc=0 why
+  out=$(cd "$ROOT" && timeout "$ADVISORY_FETCH_TIMEOUT" cargo deny fetch db 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # Only an unreachable database is a skip; anything else (an invalid deny.toml) is a failure.
+    if [ "$rc" -eq 124 ]; then
+      why="it did not finish within ${ADVISORY_FETCH_TIMEOUT} s"
+    elif grep -q 'failed to fetch' <<<"$out"; then
+      why="it failed (exit $rc, its last lines are above)"
+    else
+      printf '%s\n' "$out" >&2
+      return "$rc"
+    fi
+    printf '%s\n' "$out" | tail -n 3 >&2
+    skipped "no advisory database" \
+      "cargo deny could not fetch the RustSec advisory database: $why. No dependency was checked for known vulnerabilities."
+    return 0
+  fi
+  (cd "$ROOT" && timeout 600 cargo deny --locked --workspace check --hide-inclusion-graph advisories)
+}
+
+# skipped REASON DETAIL: a check that cannot run here says so, loudly; inside a scripts/test step the short
+# REASON also goes to $SKIP_NOTE, so the step is shown as skipped and counted as neither passed nor failed.
+skipped() {
+  printf '\033[1;33m==> SKIPPED (%s):\033[0m %s\n' "$1" "${2:-}" >&2
+  if [ -n "${SKIP_NOTE:-}" ]; then printf '%s\n' "$1" >"$SKIP_NOTE"; fi
 }
 
 # The build cache lives outside the clone and survives between runs; keep it from filling the disk.
