@@ -184,7 +184,9 @@ ensure_container_runtime() {
   rm -f "$PODMAN_SOCK"   # left by a service that died; nothing answered on it above
   # setsid: the service outlives this script and a Ctrl-C in its terminal. --time=0: no idle exit.
   # The lock's descriptor is closed for it, or the long-lived service would hold the lock forever.
-  setsid podman system service --time=0 "unix://$PODMAN_SOCK" </dev/null >>"$PODMAN_DIR/service.log" 2>&1 {lock_fd}>&- &
+  # It runs from /: conmon inherits the service's working directory and fails every container start
+  # ("write child: broken pipe") once that directory is gone, e.g. a checkout that was removed.
+  (cd / && exec setsid podman system service --time=0 "unix://$PODMAN_SOCK" </dev/null >>"$PODMAN_DIR/service.log" 2>&1 {lock_fd}>&-) &
   local pid=$! deadline=$((SECONDS + 20))
   echo "$pid" >"$PODMAN_DIR/service.pid"
   for _ in $(seq 1 40); do

@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod billing;
 mod binary;
+mod client_address;
 mod credentials;
 mod front_door;
 mod headers;
