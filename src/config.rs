@@ -10,7 +10,6 @@
 //! only loads, layers, validates and composes them, naming the key at fault. No capability takes [`Config`].
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +29,12 @@ pub use crate::gateway::config::{
 pub use crate::identity::config::AuthConfig;
 pub use crate::mail::MailConfig;
 pub use crate::runtime::config::RuntimeConfig;
+pub use server::{
+    ServerConfig, TlsFiles, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_REQUEST_BODY_TIMEOUT,
+};
+
+mod server;
 
 /// Environment variable prefix of every configuration key.
 pub const ENV_PREFIX: &str = "DEPLOYCLAW_";
@@ -79,52 +84,6 @@ pub struct Config {
     pub sources: Vec<String>,
 }
 
-/// Default time a client has to send a request head (and to start its next request on a kept-alive connection).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a whole request body has to arrive.
-pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default cap on open web connections, all clients together.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default cap on open web connections from one client address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Socket the HTTP server binds.
-    pub addr: SocketAddr,
-    /// The origin users reach us at (scheme, host, port). Drives HSTS, secure cookies and origin checks.
-    pub public_url: Url,
-    /// Folder holding the built site (`pkg/` with the WASM bundle, CSS, public assets).
-    pub site_root: PathBuf,
-    /// How long in-flight requests get to finish after SIGTERM/Ctrl-C.
-    pub shutdown_grace: Duration,
-    /// Time a client has to send a request's head, and to start its next request on a kept-alive connection.
-    pub header_read_timeout: Duration,
-    /// Time a whole request body has to arrive, counted from its head.
-    pub request_body_timeout: Duration,
-    /// Open connections to the web listener at most, all clients together.
-    pub max_connections: usize,
-    /// Open connections at most from one client address (a trusted reverse proxy is exempt).
-    pub max_connections_per_address: usize,
-}
-
-impl ServerConfig {
-    /// True when the public origin is HTTPS: cookies get `Secure` and responses carry HSTS.
-    pub fn is_tls(&self) -> bool {
-        self.public_url.scheme() == "https"
-    }
-
-    /// Session cookies are `Secure` (and named with the `__Host-` prefix) unless the public URL is plain http
-    /// on a loopback address - local development, the only place configuration allows http.
-    pub fn secure_cookies(&self) -> bool {
-        self.is_tls()
-    }
-
-    /// The public origin as a browser sends it in `Origin` (`scheme://host[:port]`, no path).
-    pub fn public_origin(&self) -> String {
-        self.public_url.origin().ascii_serialization()
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -138,7 +97,7 @@ pub struct LogConfig {
 struct RawConfig {
     mode: Mode,
     data_dir: PathBuf,
-    server: RawServer,
+    server: server::RawServer,
     database: RawDatabase,
     mail: RawMail,
     auth: RawAuth,
@@ -189,19 +148,6 @@ impl fmt::Debug for RawMail {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    addr: String,
-    public_url: Option<String>,
-    site_root: PathBuf,
-    shutdown_grace_secs: u64,
-    header_read_timeout_secs: u64,
-    request_body_timeout_secs: u64,
-    max_connections: usize,
-    max_connections_per_address: usize,
-}
-
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
@@ -232,16 +178,7 @@ impl Default for RawConfig {
         Self {
             mode: Mode::Embedded,
             data_dir: PathBuf::from("data"),
-            server: RawServer {
-                addr: "127.0.0.1:3000".into(),
-                public_url: None,
-                site_root: PathBuf::from("target/site"),
-                shutdown_grace_secs: 20,
-                header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
-                request_body_timeout_secs: DEFAULT_REQUEST_BODY_TIMEOUT.as_secs(),
-                max_connections: DEFAULT_MAX_CONNECTIONS,
-                max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-            },
+            server: server::RawServer::default(),
             database: RawDatabase { url: None, max_connections: 10, connect_timeout_secs: 10 },
             mail: RawMail { from: "DeployClaw <no-reply@localhost>".into(), smtp_url: None, outbox_dir: None },
             auth: RawAuth { code_ttl_minutes: crate::identity::codes::DEFAULT_TTL.as_secs() / 60 },
@@ -365,57 +302,8 @@ fn describe_figment_error(e: &figment::Error) -> String {
 }
 
 fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError> {
-    let addr: SocketAddr = raw.server.addr.parse().map_err(|_| {
-        ConfigError::invalid("server.addr", format!("{:?} is not an IP:port socket address", raw.server.addr))
-    })?;
-
-    let public_url = match &raw.server.public_url {
-        Some(text) => {
-            let url = Url::parse(text)
-                .map_err(|e| ConfigError::invalid("server.public_url", format!("{text:?} is not a URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::invalid(
-                    "server.public_url",
-                    "must be an http:// or https:// URL with a host",
-                ));
-            }
-            if url.path() != "/" || url.query().is_some() {
-                return Err(ConfigError::invalid("server.public_url", "must be an origin only (no path or query)"));
-            }
-            url
-        }
-        None => {
-            let host: IpAddr = if addr.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
-            let authority = SocketAddr::new(host, addr.port());
-            Url::parse(&format!("http://{authority}")).expect("socket address forms a valid URL")
-        }
-    };
-    if public_url.scheme() == "http" && !is_loopback_host(&public_url) {
-        return Err(ConfigError::invalid(
-            "server.public_url",
-            "http:// is allowed only on a loopback address (local development): session cookies must be Secure \
-             everywhere else, so set an https:// public URL",
-        ));
-    }
-
-    if raw.server.shutdown_grace_secs > 300 {
-        return Err(ConfigError::invalid("server.shutdown_grace_secs", "must be at most 300 seconds"));
-    }
-    if !(1..=300).contains(&raw.server.header_read_timeout_secs) {
-        return Err(ConfigError::invalid("server.header_read_timeout_secs", "must be between 1 and 300 seconds"));
-    }
-    if !(1..=3600).contains(&raw.server.request_body_timeout_secs) {
-        return Err(ConfigError::invalid("server.request_body_timeout_secs", "must be between 1 and 3600 seconds"));
-    }
-    if !(16..=1_000_000).contains(&raw.server.max_connections) {
-        return Err(ConfigError::invalid("server.max_connections", "must be between 16 and 1000000"));
-    }
-    if !(1..=raw.server.max_connections).contains(&raw.server.max_connections_per_address) {
-        return Err(ConfigError::invalid(
-            "server.max_connections_per_address",
-            "must be between 1 and server.max_connections",
-        ));
-    }
+    let server = server::validate(&raw.server, raw.mode == Mode::Production)?;
+    let public_url = server.public_url.clone();
     if raw.data_dir.as_os_str().is_empty() {
         return Err(ConfigError::invalid("data_dir", "must not be empty"));
     }
@@ -431,19 +319,11 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
         Some(url) => crate::db::config::parse_database_url(url)?,
     };
 
-    if raw.mode == Mode::Production {
-        if public_url.scheme() != "https" {
-            return Err(ConfigError::invalid(
-                "server.public_url",
-                "production mode needs an https:// public URL (cookies are Secure, HSTS is sent)",
-            ));
-        }
-        if raw.database.url.is_none() {
-            return Err(ConfigError::invalid(
-                "database.url",
-                "production mode needs an explicit database URL (DATABASE_URL=postgres://...)",
-            ));
-        }
+    if raw.mode == Mode::Production && raw.database.url.is_none() {
+        return Err(ConfigError::invalid(
+            "database.url",
+            "production mode needs an explicit database URL (DATABASE_URL=postgres://...)",
+        ));
     }
 
     if raw.mail.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -509,16 +389,7 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     Ok(Config {
         mode: raw.mode,
         data_dir: raw.data_dir,
-        server: ServerConfig {
-            addr,
-            public_url,
-            site_root: raw.server.site_root,
-            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
-            header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
-            request_body_timeout: Duration::from_secs(raw.server.request_body_timeout_secs),
-            max_connections: raw.server.max_connections,
-            max_connections_per_address: raw.server.max_connections_per_address,
-        },
+        server,
         database: DatabaseConfig {
             target,
             max_connections: raw.database.max_connections,
@@ -567,15 +438,6 @@ fn validate_security(raw: &RawSecurity, public_url: &Url) -> Result<SecurityConf
         }
     };
     Ok(SecurityConfig { contact })
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 #[cfg(test)]

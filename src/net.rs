@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub mod forwarded;
+
 /// Whether `ip` is a public unicast address: not loopback, private (RFC 1918, unique local), link-local
 /// (including the 169.254.169.254 metadata address), carrier-grade NAT (100.64/10, where some clouds keep
 /// their metadata service), unspecified, broadcast, multicast, documentation, benchmarking or reserved. IPv6

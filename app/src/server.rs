@@ -15,6 +15,7 @@ pub mod security;
 pub mod session;
 pub mod static_files;
 pub mod telemetry;
+pub mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -243,6 +244,15 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
     }
+    // Built-in TLS: a certificate that cannot be used stops the start, with the file at fault.
+    let mut hooks = listener::Hooks::default();
+    let mut tls_watch = None;
+    if let Some(files) = &config.server.tls {
+        let store =
+            tls::CertStore::load(files.clone()).map_err(|e| format!("server.tls_cert_file/tls_key_file: {e}"))?;
+        hooks.tls = Some(store.acceptor());
+        tls_watch = Some((store.watch(tls::WATCH_INTERVAL), reload_on_sighup(store)));
+    }
     let platform = Platform::start(config).await?;
     // Every background job (gateway listeners, reconciler, audit, SIEM, billing, pruning) starts in the core.
     let jobs = platform.start_jobs().await;
@@ -250,15 +260,47 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let app = build_router(platform.clone())?;
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(
-        "listening on http://{} (public URL {})",
+        "listening on {}://{} (public URL {})",
+        if hooks.tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         platform.config().server.public_url
     );
-    listener::serve(listener, app, listener_settings, listener::Hooks::default(), shutdown_signal()).await?;
+    listener::serve(listener, app, listener_settings, hooks, shutdown_signal()).await?;
+    if let Some((watch, sighup)) = tls_watch {
+        watch.abort();
+        sighup.abort();
+    }
     jobs.stop().await;
     platform.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Reads the TLS certificate again on every SIGHUP (as `systemctl reload` sends), keeping the current one when
+/// the new files cannot be used.
+fn reload_on_sighup(store: std::sync::Arc<tls::CertStore>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGHUP; the certificate reloads on file change only");
+                    return;
+                }
+            };
+            while hup.recv().await.is_some() {
+                match store.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SIGHUP: the TLS certificate cannot be used; keeping the current one")
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = store;
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -113,14 +113,18 @@ fn unsupported_database_schemes_are_refused_without_echoing_the_url() {
 fn production_mode_refuses_plain_http_and_implicit_sqlite() {
     let err = load(&[("DEPLOYCLAW_MODE", "production")]).unwrap_err().to_string();
     assert!(err.contains("server.public_url"), "{err}");
-    let err =
-        load(&[("DEPLOYCLAW_MODE", "production"), ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example")])
-            .unwrap_err()
-            .to_string();
+    let err = load(&[
+        ("DEPLOYCLAW_MODE", "production"),
+        ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+        ("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("database.url"), "{err}");
     let err = load(&[
         ("DEPLOYCLAW_MODE", "production"),
         ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+        ("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
         ("DATABASE_URL", "postgres://u@db/x"),
     ])
     .unwrap_err()
@@ -129,6 +133,7 @@ fn production_mode_refuses_plain_http_and_implicit_sqlite() {
     let ok = load(&[
         ("DEPLOYCLAW_MODE", "production"),
         ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+        ("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
         ("DATABASE_URL", "postgres://u@db/x"),
         ("DEPLOYCLAW_MAIL__SMTP_URL", "smtps://mailer:M41lPass@smtp.example:465"),
     ])
@@ -136,6 +141,70 @@ fn production_mode_refuses_plain_http_and_implicit_sqlite() {
     assert!(!format!("{ok:?}\n{}", ok.summary()).contains("M41lPass"), "SMTP password never shown");
     assert!(ok.server.is_tls());
     assert_eq!(ok.server.public_origin(), "https://deployclaw.example");
+}
+
+#[test]
+fn production_behind_https_needs_built_in_tls_or_a_trusted_proxy_and_says_both() {
+    let production = [
+        ("DEPLOYCLAW_MODE", "production"),
+        ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+        ("DATABASE_URL", "postgres://u@db/x"),
+        ("DEPLOYCLAW_MAIL__SMTP_URL", "smtps://mailer@smtp.example:465"),
+    ];
+    let err = load(&production).unwrap_err().to_string();
+    for setting in ["server.trusted_proxies", "server.tls_cert_file", "server.tls_key_file"] {
+        assert!(err.contains(setting), "the refusal names {setting}: {err}");
+    }
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = production.to_vec();
+        pairs.extend_from_slice(extra);
+        load(&pairs)
+    };
+    let tls = with(&[
+        ("DEPLOYCLAW_SERVER__TLS_CERT_FILE", "/etc/deployclaw/cert.pem"),
+        ("DEPLOYCLAW_SERVER__TLS_KEY_FILE", "/etc/deployclaw/key.pem"),
+    ])
+    .unwrap();
+    let files = tls.server.tls.expect("built-in TLS");
+    assert_eq!(
+        (files.cert.to_str(), files.key.to_str()),
+        (Some("/etc/deployclaw/cert.pem"), Some("/etc/deployclaw/key.pem"))
+    );
+    assert!(tls.server.trusted_proxies.is_empty());
+    // Half a TLS setting is refused, naming the missing half.
+    let err = with(&[("DEPLOYCLAW_SERVER__TLS_CERT_FILE", "/etc/deployclaw/cert.pem")]).unwrap_err().to_string();
+    assert!(err.contains("server.tls_key_file"), "{err}");
+    // A proxy list from the environment is one comma-separated string.
+    let proxied = with(&[("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32,192.0.2.7")]).unwrap();
+    let blocks: Vec<String> = proxied.server.trusted_proxies.blocks().iter().map(|b| b.to_string()).collect();
+    assert_eq!(blocks, ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]);
+    assert!(proxied.server.trusted_proxies.trusts("::ffff:10.9.9.9".parse().unwrap()));
+    for (bad, why) in [("10.0.0.1/8", "network address"), ("0.0.0.0/0", "every address"), ("proxy.internal", "CIDR")] {
+        let err = with(&[("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", bad)]).unwrap_err().to_string();
+        assert!(err.contains("server.trusted_proxies") && err.contains(why), "{bad}: {err}");
+    }
+    let err = with(&[
+        ("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+        ("DEPLOYCLAW_SERVER__CLIENT_ADDRESS_HEADER", "x-real-ip"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server.client_address_header"), "{err}");
+}
+
+#[test]
+fn built_in_tls_makes_the_default_public_url_https_and_refuses_an_http_one() {
+    let c =
+        load(&[("DEPLOYCLAW_SERVER__TLS_CERT_FILE", "c.pem"), ("DEPLOYCLAW_SERVER__TLS_KEY_FILE", "k.pem")]).unwrap();
+    assert_eq!(c.server.public_url.as_str(), "https://127.0.0.1:3000/");
+    let err = load(&[
+        ("DEPLOYCLAW_SERVER__TLS_CERT_FILE", "c.pem"),
+        ("DEPLOYCLAW_SERVER__TLS_KEY_FILE", "k.pem"),
+        ("DEPLOYCLAW_SERVER__PUBLIC_URL", "http://127.0.0.1:3000"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server.public_url") && err.contains("https"), "{err}");
 }
 
 #[test]

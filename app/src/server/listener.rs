@@ -13,8 +13,10 @@
 //!   which carry many clients on few connections) are exempt from the per-address cap, never from the total.
 //! - On shutdown: stop accepting, let connections finish their requests for the grace period, then stop.
 //!
-//! HTTP/1.1 only (with upgrades, for WebSockets): browsers speak HTTP/2 only over TLS, which a reverse proxy
-//! in front terminates; there is no cleartext HTTP/2 to protect.
+//! - With built-in TLS ([`Hooks::tls`], `server.tls_cert_file`), each connection's handshake must finish
+//!   within the head timeout.
+//!
+//! HTTP/1.1 only (with upgrades, for WebSockets), also over built-in TLS (ALPN `http/1.1`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +31,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use deployclaw::net::forwarded::{canonical, TrustedProxies};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -51,6 +54,8 @@ pub struct ListenerSettings {
     pub max_connections_per_address: usize,
     /// How long in-flight requests get after shutdown was requested.
     pub grace: Duration,
+    /// Reverse proxies: exempt from the per-address cap (they carry many clients on few connections).
+    pub trusted: TrustedProxies,
 }
 
 impl ListenerSettings {
@@ -61,12 +66,10 @@ impl ListenerSettings {
             max_connections: server.max_connections,
             max_connections_per_address: server.max_connections_per_address,
             grace: server.shutdown_grace,
+            trusted: server.trusted_proxies.clone(),
         }
     }
 }
-
-/// Which peers are exempt from the per-address cap (trusted reverse proxies). Default: none.
-pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
 /// Called with every accepted socket once the listener has prepared it (tests read its options back).
 pub type OnAccept = Arc<dyn Fn(&TcpStream) + Send + Sync>;
@@ -74,7 +77,8 @@ pub type OnAccept = Arc<dyn Fn(&TcpStream) + Send + Sync>;
 /// The listener's wiring besides the router and settings.
 #[derive(Clone, Default)]
 pub struct Hooks {
-    pub exempt: Option<Exempt>,
+    /// Built-in TLS: every connection is a TLS handshake first (bounded by the head timeout).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub on_accept: Option<OnAccept>,
 }
 
@@ -82,14 +86,6 @@ pub struct Hooks {
 const MAX_REFUSALS_IN_FLIGHT: usize = 256;
 /// How long a refused client gets to read its `503`.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, from a dual-stack socket) are the IPv4 client they carry.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
 
 /// Open connections, in total and per address; a [`Slot`] gives its place back when dropped.
 #[derive(Default)]
@@ -178,7 +174,7 @@ pub async fn serve(
             on_accept(&stream);
         }
         let ip = canonical(peer.ip());
-        let exempt = hooks.exempt.as_ref().is_some_and(|f| f(ip));
+        let exempt = settings.trusted.trusts(ip);
         let slot = match take_slot(&counts, ip, &settings, exempt) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -193,10 +189,36 @@ pub async fn serve(
         }));
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = hooks.tls.clone();
+        let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                        .await
+                }
+                Some(tls) => {
+                    // A handshake is part of sending the head: a client that stalls in it is closed as one that
+                    // stalls in its headers.
+                    let stream = match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                        .await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
@@ -324,6 +346,7 @@ mod tests {
             max_connections: total,
             max_connections_per_address: per_address,
             grace: Duration::from_secs(1),
+            trusted: TrustedProxies::default(),
         }
     }
 

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use deployclaw::context::RequestContext;
 use deployclaw::db::users::Role;
 use deployclaw::identity::session::{SessionAuth, Stage, IDLE_TIMEOUT, SESSION_KEY};
+use deployclaw::net::forwarded::TrustedProxies;
 use deployclaw::Platform;
 use http::{header, Method, StatusCode};
 use tower_sessions::cookie::SameSite;
@@ -42,13 +43,19 @@ pub fn session_layer(platform: &Platform) -> SessionManagerLayer<deployclaw::ide
         .with_expiry(Expiry::OnInactivity(idle))
 }
 
-/// Where a request came from: the peer address (we do not trust forwarding headers) and the user agent.
-fn request_context(req: &Request) -> RequestContext {
-    let ip = req
+/// Where a request came from: the client's address (the peer, or from a trusted proxy the right-most untrusted
+/// entry of its forwarding header: see `deployclaw::net::forwarded`) and the user agent.
+pub fn request_context(req: &Request, trusted: &TrustedProxies) -> RequestContext {
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let header = trusted.header().name();
+    // Bytes a client put in the header must not hide what the proxy appended after them: read it lossily.
+    let values: Vec<String> =
+        req.headers().get_all(header).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    let ip = trusted.client_address(peer, values.iter().map(String::as_str));
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     RequestContext { ip, user_agent }
 }
@@ -104,7 +111,7 @@ pub async fn session_guard(State(platform): State<Platform>, mut req: Request, n
     if is_sessionless(&path) {
         return next.run(req).await;
     }
-    let ctx = request_context(&req);
+    let ctx = request_context(&req, &platform.config().server.trusted_proxies);
     req.extensions_mut().insert(ctx.clone());
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return next.run(req).await;

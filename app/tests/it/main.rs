@@ -13,6 +13,7 @@ mod authz;
 mod bad_requests;
 mod billing;
 mod binary;
+mod client_address;
 mod credentials;
 mod escaping;
 mod front_door;

@@ -182,3 +182,17 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A fresh, empty PostgreSQL database on the test server (`DEPLOYCLAW_TEST_POSTGRES_URL`, which
+/// `./scripts/test` sets), as a config tweak for [`TestApp::spawn_with`].
+pub async fn on_fresh_postgres() -> impl FnOnce(&mut Config) {
+    use sqlx::Connection;
+    let admin =
+        std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect("DEPLOYCLAW_TEST_POSTGRES_URL (./scripts/test sets it)");
+    let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    move |c: &mut Config| c.database.target = DatabaseTarget::Postgres { url: url.into() }
+}
