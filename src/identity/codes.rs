@@ -1,6 +1,6 @@
 //! One-time sign-in codes: 6 digits from the OS CSPRNG, valid 10 minutes (configurable, never above 15),
 //! stored only as a keyed hash, compared in constant time, at most 5 tries, single use; a new code for an
-//! address supersedes the previous one.
+//! address replaces the previous one (the database holds at most one live code per address).
 //!
 //! Every failure is the same [`CodeRejected`]: callers cannot tell (and so cannot reveal) whether the code
 //! was wrong, expired, used up, superseded, or never sent.
@@ -108,26 +108,23 @@ impl SignInCodes {
         let hash = self.mac(email, &code).finalize().into_bytes().to_vec();
         let expires = now + chrono::Duration::from_std(self.ttl).expect("ttl fits");
         let id = uuid::Uuid::now_v7();
-        on_pool!(self.db, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query("UPDATE sign_in_codes SET consumed_at = $1 WHERE email = $2 AND consumed_at IS NULL")
-                .bind(now)
-                .bind(email)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO sign_in_codes (id, email, code_hash, attempts, created_at, expires_at) \
-                 VALUES ($1, $2, $3, 0, $4, $5)",
-            )
-            .bind(id)
-            .bind(email)
-            .bind(&hash)
-            .bind(now)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        });
+        // One statement: the address's live code, if any, is replaced (a unique index allows one live code per
+        // address), so parallel requests leave exactly one code that works - the last one written.
+        on_pool!(self.db, |p| sqlx::query(
+            "INSERT INTO sign_in_codes (id, email, code_hash, attempts, created_at, expires_at) \
+             VALUES ($1, $2, $3, 0, $4, $5) \
+             ON CONFLICT (email) WHERE consumed_at IS NULL DO UPDATE SET id = excluded.id, \
+             code_hash = excluded.code_hash, attempts = 0, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at"
+        )
+        .bind(id)
+        .bind(email)
+        .bind(&hash)
+        .bind(now)
+        .bind(expires)
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(OneTimeCode(SecretString::from(code.as_str())))
     }
 

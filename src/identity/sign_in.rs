@@ -100,8 +100,8 @@ impl SignIn {
         now: DateTime<Utc>,
     ) -> Result<(), SignInError> {
         let buckets = Self::buckets(email, ctx);
-        self.throttle.check(&buckets, ThrottleKind::CodeSent, throttle::CODE_SENDS, now).await??;
-        self.throttle.record(&buckets, ThrottleKind::CodeSent, now).await?;
+        // Counted whether or not the mail goes out: the limit is on asking.
+        let _sent = self.throttle.take(&buckets, ThrottleKind::CodeSent, throttle::CODE_SENDS, now).await??;
         let user = users::find_for_sign_in(&self.db, email).await?;
         let code = self.codes.issue(email, now).await?;
         let minutes = self.codes.ttl().as_secs() / 60;
@@ -123,7 +123,8 @@ impl SignIn {
         now: DateTime<Utc>,
     ) -> Result<CodeOutcome, SignInError> {
         let buckets = Self::buckets(email, ctx);
-        self.throttle.check(&buckets, ThrottleKind::Failure, throttle::FAILURES, now).await??;
+        // Counted before the code is looked at, refunded if it is right: parallel guesses cannot outrun the limit.
+        let attempt = self.throttle.take(&buckets, ThrottleKind::Failure, throttle::FAILURES, now).await??;
         let user = users::find_for_sign_in(&self.db, email).await?;
         let (client, actor) = match &user {
             Some(u) => (Some(u.client_id), Actor::User(u.id)),
@@ -131,6 +132,7 @@ impl SignIn {
         };
         match self.codes.verify(email, code, now).await {
             Ok(()) => {
+                self.throttle.refund(attempt).await?;
                 self.record(client, actor, "auth.code_verified", email, ctx).await?;
                 // Only someone who proved they hold the address learns that its account is suspended.
                 if let Some(u) = &user {
@@ -148,7 +150,6 @@ impl SignIn {
                 })
             }
             Err(CodeError::Rejected(_)) => {
-                self.throttle.record(&buckets, ThrottleKind::Failure, now).await?;
                 self.record(client, actor, "auth.code_failed", email, ctx).await?;
                 Err(SignInError::Rejected)
             }

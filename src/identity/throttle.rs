@@ -1,8 +1,9 @@
 //! A database-backed sliding-window throttle, so limits hold across restarts and across server replicas.
 //!
-//! Buckets are per IP (`ip:203.0.113.9`) and per account (`account:ada@example.com`). A request is refused
-//! when any of its buckets already holds `max` events of the kind within the window; the answer says how long
-//! to wait, never which bucket or factor tripped.
+//! Buckets are per client address (`ip:203.0.113.9`, an IPv6 /64) and per account (`account:ada@example.com`).
+//! A request is refused when any of its buckets already holds `max` events of the kind within the window; the
+//! answer says how long to wait, never which bucket or factor tripped. One address's bucket never blocks
+//! another address.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -74,6 +75,14 @@ pub struct Throttled {
     pub retry_after: Duration,
 }
 
+/// Events [`Throttle::take`] recorded, to be given back with [`Throttle::refund`] when the attempt turned out
+/// to be a success.
+#[derive(Debug)]
+#[must_use = "an attempt that succeeded must be refunded"]
+pub struct Taken {
+    ids: Vec<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Throttle {
     db: Db,
@@ -84,54 +93,91 @@ impl Throttle {
         Self { db }
     }
 
-    /// Ok when every bucket is under `limit` for `kind` at `now`; otherwise how long until the earliest
-    /// bucket frees a slot.
-    pub async fn check(
+    /// Counts one event of `kind` in every bucket, if each bucket is under `limit` at `now`; otherwise records
+    /// nothing and says how long until the earliest bucket frees a slot.
+    ///
+    /// Check and record are one step: takes of the same bucket are serialised (PostgreSQL: a transaction-scoped
+    /// advisory lock per bucket, taken in a fixed order; SQLite: the database's single write lock, taken by the
+    /// transaction's first statement), so no number of parallel requests gets more than `max` through. Attempts
+    /// whose outcome is not known yet (a code to check) are taken *before* they are evaluated and refunded when
+    /// they succeed, so a burst of guesses costs at most `max` evaluations.
+    pub async fn take(
         &self,
         buckets: &[Bucket],
         kind: ThrottleKind,
         limit: Limit,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), Throttled>, DbError> {
-        let since = now - chrono::Duration::from_std(limit.window).expect("window fits");
-        let mut wait = Duration::ZERO;
-        for bucket in buckets {
-            // The `max`-th newest event in the window: once it ages out, a slot frees up.
-            let nth: Option<DateTime<Utc>> = on_pool!(self.db, |p| sqlx::query_scalar(
-                "SELECT created_at FROM auth_throttle WHERE bucket = $1 AND kind = $2 AND created_at > $3 \
-                 ORDER BY created_at DESC LIMIT 1 OFFSET $4"
-            )
-            .bind(bucket.as_str())
-            .bind(kind)
-            .bind(since)
-            .bind(i64::from(limit.max) - 1)
-            .fetch_optional(p)
-            .await?);
-            if let Some(at) = nth {
-                let free_at = at + chrono::Duration::from_std(limit.window).expect("window fits");
-                let remaining = (free_at - now).to_std().unwrap_or(Duration::ZERO);
-                wait = wait.max(remaining.max(Duration::from_secs(1)));
-            }
-        }
-        Ok(if wait.is_zero() { Ok(()) } else { Err(Throttled { retry_after: wait }) })
-    }
-
-    /// Records one event of `kind` in every bucket, and prunes events older than a day.
-    pub async fn record(&self, buckets: &[Bucket], kind: ThrottleKind, now: DateTime<Utc>) -> Result<(), DbError> {
+    ) -> Result<Result<Taken, Throttled>, DbError> {
+        let window = chrono::Duration::from_std(limit.window).expect("window fits");
+        let since = now - window;
         let cutoff = now - chrono::Duration::from_std(RETENTION).expect("retention fits");
-        on_pool!(self.db, |p| {
+        let mut keys: Vec<&str> = buckets.iter().map(Bucket::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let postgres = self.db.backend() == crate::db::Backend::Postgres;
+        let outcome = on_pool!(self.db, |p| {
             let mut tx = p.begin().await?;
-            for bucket in buckets {
-                sqlx::query("INSERT INTO auth_throttle (bucket, kind, created_at) VALUES ($1, $2, $3)")
-                    .bind(bucket.as_str())
+            if postgres {
+                for key in &keys {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7406))")
+                        .bind(*key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            // A write first: on SQLite this takes the write lock, before anything is read.
+            sqlx::query("DELETE FROM auth_throttle WHERE created_at < $1").bind(cutoff).execute(&mut *tx).await?;
+            let mut wait = Duration::ZERO;
+            for key in &keys {
+                // The `max`-th newest event in the window: once it ages out, a slot frees up.
+                let nth: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT created_at FROM auth_throttle WHERE bucket = $1 AND kind = $2 AND created_at > $3 \
+                     ORDER BY created_at DESC LIMIT 1 OFFSET $4",
+                )
+                .bind(*key)
+                .bind(kind)
+                .bind(since)
+                .bind(i64::from(limit.max) - 1)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(at) = nth {
+                    let remaining = (at + window - now).to_std().unwrap_or(Duration::ZERO);
+                    wait = wait.max(remaining.max(Duration::from_secs(1)));
+                }
+            }
+            let mut ids = Vec::new();
+            if wait.is_zero() {
+                for key in &keys {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO auth_throttle (bucket, kind, created_at) VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(*key)
                     .bind(kind)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
+                    ids.push(id);
+                }
             }
-            sqlx::query("DELETE FROM auth_throttle WHERE created_at < $1").bind(cutoff).execute(&mut *tx).await?;
             tx.commit().await?;
+            if wait.is_zero() {
+                Ok(Taken { ids })
+            } else {
+                Err(Throttled { retry_after: wait })
+            }
         });
+        Ok(outcome)
+    }
+
+    /// Gives back what [`Throttle::take`] counted: the attempt succeeded.
+    pub async fn refund(&self, taken: Taken) -> Result<(), DbError> {
+        for id in taken.ids {
+            on_pool!(self.db, |p| sqlx::query("DELETE FROM auth_throttle WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected());
+        }
         Ok(())
     }
 }

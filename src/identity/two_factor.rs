@@ -117,7 +117,9 @@ impl TwoFactor {
         [Bucket::ip(ctx.ip), Bucket::account(&user.email)]
     }
 
-    /// Runs a code check under the shared failure throttle; a rejection is counted and audited as `failed`.
+    /// Runs a code check under the shared failure throttle. The attempt is counted before the check runs (so a
+    /// burst of guesses, recovery codes included, costs at most five evaluations and five argon2 hashes) and
+    /// refunded unless the code was rejected; a rejection is audited as `failed`.
     async fn throttled<T>(
         &self,
         user: &User,
@@ -127,14 +129,18 @@ impl TwoFactor {
         check: impl std::future::Future<Output = Result<T, TwoFactorError>>,
     ) -> Result<T, TwoFactorError> {
         let buckets = Self::buckets(user, ctx);
-        self.throttle.check(&buckets, ThrottleKind::Failure, throttle::FAILURES, now).await??;
-        match check.await {
+        let attempt = self.throttle.take(&buckets, ThrottleKind::Failure, throttle::FAILURES, now).await??;
+        let outcome = check.await;
+        match outcome {
             Err(TwoFactorError::Rejected) => {
-                self.throttle.record(&buckets, ThrottleKind::Failure, now).await?;
+                drop(attempt);
                 self.record(user, Actor::User(user.id), failed, ctx, json!({})).await?;
                 Err(TwoFactorError::Rejected)
             }
-            other => other,
+            other => {
+                self.throttle.refund(attempt).await?;
+                other
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deployclaw::email::EmailAddress;
 use deployclaw::identity::codes::{CodeError, SignInCodes, DEFAULT_TTL, MAX_ATTEMPTS, MAX_TTL};
-use deployclaw::identity::throttle::{Bucket, Throttle, ThrottleKind, Throttled, FAILURES};
+use deployclaw::identity::throttle::{Bucket, Taken, Throttle, ThrottleKind, Throttled, FAILURES};
 
 use crate::support::{db_test, test_keyring};
 
@@ -109,31 +109,86 @@ db_test!(parallel_guesses_cannot_exceed_the_attempt_limit, |t| {
     assert_eq!(attempts, i64::from(MAX_ATTEMPTS));
 });
 
+/// One attempt at `now`: `Ok` when admitted (and counted), the wait otherwise.
+async fn take(throttle: &Throttle, buckets: &[Bucket], now: DateTime<Utc>) -> Result<Taken, Throttled> {
+    throttle.take(buckets, ThrottleKind::Failure, FAILURES, now).await.unwrap()
+}
+
 db_test!(five_failures_lock_the_ip_and_the_account_for_fifteen_minutes, |t| {
     let throttle = Throttle::new(t.db.clone());
     let ip = Bucket::ip("203.0.113.9".parse().unwrap());
     let ada = Bucket::account(&email("ada@example.com"));
     let both = [ip.clone(), ada.clone()];
     for i in 0..5 {
-        assert_eq!(throttle.check(&both, ThrottleKind::Failure, FAILURES, later(i * 60)).await.unwrap(), Ok(()));
-        throttle.record(&both, ThrottleKind::Failure, later(i * 60)).await.unwrap();
+        let _failed = take(&throttle, &both, later(i * 60)).await.expect("under the limit");
     }
-    let locked = throttle.check(&both, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap();
+    let locked = take(&throttle, &both, later(300)).await;
     let Err(Throttled { retry_after }) = locked else { panic!("not locked: {locked:?}") };
     assert_eq!(retry_after, Duration::from_secs(900 - 300), "free when the oldest failure leaves the window");
     // The same account from another IP is locked too; another account from the same IP too.
     let other_ip = [Bucket::ip("198.51.100.7".parse().unwrap()), ada.clone()];
-    assert!(throttle.check(&other_ip, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap().is_err());
+    assert!(take(&throttle, &other_ip, later(300)).await.is_err());
     let other_account = [ip.clone(), Bucket::account(&email("bob@example.com"))];
-    assert!(throttle.check(&other_account, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap().is_err());
+    assert!(take(&throttle, &other_account, later(300)).await.is_err());
     // Unrelated clients are not affected; other kinds are counted apart.
     let stranger = [Bucket::ip("198.51.100.7".parse().unwrap()), Bucket::account(&email("bob@example.com"))];
-    assert_eq!(throttle.check(&stranger, ThrottleKind::Failure, FAILURES, later(300)).await.unwrap(), Ok(()));
-    assert_eq!(throttle.check(&both, ThrottleKind::CodeSent, FAILURES, later(300)).await.unwrap(), Ok(()));
+    assert!(take(&throttle, &stranger, later(300)).await.is_ok());
+    assert!(throttle.take(&both, ThrottleKind::CodeSent, FAILURES, later(300)).await.unwrap().is_ok());
     // A restarted server (new handle, same database) still refuses; after the window it allows again.
     let restarted = Throttle::new(t.db.clone());
-    assert!(restarted.check(&both, ThrottleKind::Failure, FAILURES, later(899)).await.unwrap().is_err());
-    assert_eq!(restarted.check(&both, ThrottleKind::Failure, FAILURES, later(901)).await.unwrap(), Ok(()));
+    assert!(take(&restarted, &both, later(899)).await.is_err());
+    assert!(take(&restarted, &both, later(901)).await.is_ok());
+});
+
+db_test!(parallel_attempts_never_exceed_the_limit, |t| {
+    // 100 attempts at once on one account, each from its own address: check and record are one step, so
+    // exactly five get through and nothing is recorded for the others.
+    let throttle = Throttle::new(t.db.clone());
+    let ada = Bucket::account(&email("ada@example.com"));
+    let attempts = (0..100u32).map(|i| {
+        let throttle = throttle.clone();
+        let buckets = [Bucket::ip(format!("10.1.{}.{}", i / 200, i % 200 + 1).parse().unwrap()), ada.clone()];
+        tokio::spawn(async move { take(&throttle, &buckets, later(1)).await.is_ok() })
+    });
+    let mut admitted = 0;
+    for a in attempts {
+        admitted += usize::from(a.await.unwrap());
+    }
+    assert_eq!(admitted, 5, "admitted attempts");
+    let recorded = t.raw_count("SELECT COUNT(*) FROM auth_throttle WHERE bucket = 'account:ada@example.com'").await;
+    assert_eq!(recorded, 5, "refused attempts leave nothing behind");
+});
+
+db_test!(a_refunded_attempt_gives_its_slot_back_and_an_address_never_blocks_another, |t| {
+    let throttle = Throttle::new(t.db.clone());
+    let here = [Bucket::ip("203.0.113.9".parse().unwrap()), Bucket::account(&email("ada@example.com"))];
+    // Ten successes in a row (each refunded) cost nothing.
+    for i in 0..10 {
+        let taken = take(&throttle, &here, later(i)).await.expect("successes are refunded");
+        throttle.refund(taken).await.unwrap();
+    }
+    for i in 0..5 {
+        let _failed = take(&throttle, &here, later(20 + i)).await.unwrap();
+    }
+    assert!(take(&throttle, &here, later(30)).await.is_err(), "five failures lock");
+    // The address's lock is its own: another address, another account, is not blocked.
+    let elsewhere = [Bucket::ip("203.0.113.10".parse().unwrap()), Bucket::account(&email("bob@example.com"))];
+    assert!(take(&throttle, &elsewhere, later(31)).await.is_ok());
+});
+
+db_test!(parallel_requests_leave_exactly_one_live_code, |t| {
+    let codes = SignInCodes::new(t.db.clone(), &test_keyring(&[1]), DEFAULT_TTL);
+    let ada = email("ada@example.com");
+    let issued = (0..20).map(|i| {
+        let (codes, ada) = (codes.clone(), ada.clone());
+        tokio::spawn(async move { codes.issue(&ada, later(i)).await.map(|c| c.expose().to_string()) })
+    });
+    let mut sent = Vec::new();
+    for i in issued {
+        sent.push(i.await.unwrap().expect("every request issues a code"));
+    }
+    let live = t.raw_count("SELECT COUNT(*) FROM sign_in_codes WHERE consumed_at IS NULL").await;
+    assert_eq!(live, 1, "one live code per address");
 });
 
 mod recovery_codes {

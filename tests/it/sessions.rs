@@ -285,3 +285,76 @@ db_test!(platform_admins_share_one_operator_client, |t| {
         Err(DbError::Conflict(_))
     ));
 });
+
+/// A six-digit code that no step from `now` - 1 to `now` + 1 accepts.
+fn wrong_code(secret_base32: &str, now: DateTime<Utc>) -> String {
+    let valid: Vec<String> =
+        [-30, 0, 30].iter().map(|d| app_code(secret_base32, now + chrono::Duration::seconds(*d))).collect();
+    (0..10u32).map(|i| format!("{i:06}")).find(|c| !valid.contains(c)).unwrap()
+}
+
+db_test!(a_burst_of_second_factor_guesses_is_evaluated_at_most_five_times, |t| {
+    let h = harness(&t.db);
+    let acme = new_client(&t.db, "acme").await;
+    let ada = users::create(&t.db, acme.id, &email("ada@acme.example"), Role::Owner).await.unwrap();
+    let now = deployclaw::db::now();
+    let enrollment = h.two_factor.begin_enrollment(&ada).await.unwrap();
+    let secret = enrollment.secret_base32.clone();
+    h.two_factor.confirm_enrollment(&ada, &app_code(&secret, now), &ctx("203.0.113.5", "Firefox"), now).await.unwrap();
+
+    // 100 wrong TOTP codes at once, each from its own address: five are checked, the rest refused unchecked.
+    let at = now + chrono::Duration::seconds(60);
+    let wrong = wrong_code(&secret, at);
+    let guesses = (0..100u32).map(|i| {
+        let (two_factor, ada, wrong) = (h.two_factor.clone(), ada.clone(), wrong.clone());
+        let here = ctx(&format!("10.2.{}.{}", i / 200, i % 200 + 1), "burst");
+        tokio::spawn(async move { two_factor.verify(&ada, &wrong, &here, at).await })
+    });
+    let (mut rejected, mut throttled) = (0, 0);
+    for g in guesses {
+        match g.await.unwrap() {
+            Err(TwoFactorError::Rejected) => rejected += 1,
+            Err(TwoFactorError::Throttled(_)) => throttled += 1,
+            other => panic!("unexpected answer to a wrong code: {other:?}"),
+        }
+    }
+    assert_eq!((rejected, throttled), (5, 95), "(evaluated, refused before evaluation)");
+    assert_eq!(actions(&t, acme.id).await.iter().filter(|a| *a == "auth.totp_failed").count(), 5);
+
+    // Recovery-code guesses (each an argon2id hash) are capped the same way, once the window has passed.
+    let at = now + chrono::Duration::minutes(17);
+    let guesses = (0..20u32).map(|i| {
+        let (two_factor, ada) = (h.two_factor.clone(), ada.clone());
+        let here = ctx(&format!("10.3.0.{}", i + 1), "burst");
+        tokio::spawn(async move { two_factor.redeem_recovery_code(&ada, "AAAAA-AAAAA", &here, at).await })
+    });
+    let (mut rejected, mut throttled) = (0, 0);
+    for g in guesses {
+        match g.await.unwrap() {
+            Err(TwoFactorError::Rejected) => rejected += 1,
+            Err(TwoFactorError::Throttled(_)) => throttled += 1,
+            // Every hashing worker busy: refused unchecked, and not counted against the user.
+            Err(TwoFactorError::Busy) => {}
+            other => panic!("unexpected answer to a wrong recovery code: {other:?}"),
+        }
+    }
+    assert!(rejected <= 5 && throttled >= 15, "recovery guesses: {rejected} evaluated, {throttled} throttled");
+    let failed = actions(&t, acme.id).await.iter().filter(|a| *a == "auth.recovery_code_failed").count();
+    assert_eq!(failed, rejected, "every evaluated guess is audited");
+
+    // Right answers are given back: six sign-ins in a row, then four wrong codes, and the right one still works.
+    let start = now + chrono::Duration::minutes(34);
+    let here = ctx("203.0.113.5", "Firefox");
+    for i in 0..6 {
+        let step = start + chrono::Duration::seconds(30 * i);
+        h.two_factor.verify(&ada, &app_code(&secret, step), &here, step).await.expect("a right code");
+    }
+    let step = start + chrono::Duration::seconds(300);
+    for _ in 0..4 {
+        assert!(matches!(
+            h.two_factor.verify(&ada, &wrong_code(&secret, step), &here, step).await,
+            Err(TwoFactorError::Rejected)
+        ));
+    }
+    h.two_factor.verify(&ada, &app_code(&secret, step), &here, step).await.expect("successes cost no attempts");
+});

@@ -166,3 +166,24 @@ db_test!(signing_up_twice_with_one_address_is_refused_and_creates_nothing, |t| {
     assert_eq!(t.raw_count("SELECT COUNT(*) FROM clients").await, 1);
     assert_eq!(t.raw_count("SELECT COUNT(*) FROM users").await, 1);
 });
+
+db_test!(twenty_parallel_sends_leave_five_mails_and_one_live_code, |t| {
+    let h = harness(&t.db);
+    let ada = email("ada@example.com");
+    let sends = (0..20).map(|i| {
+        let (sign_in, ada) = (h.sign_in.clone(), ada.clone());
+        tokio::spawn(async move { sign_in.request_code(&ada, &ctx(&format!("203.0.113.{}", i + 1)), at(i)).await })
+    });
+    let (mut sent, mut throttled) = (0, 0);
+    for s in sends {
+        match s.await.unwrap() {
+            Ok(()) => sent += 1,
+            Err(SignInError::Throttled(_)) => throttled += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!((sent, throttled), (5, 15), "the per-address limit holds under a burst");
+    assert_eq!(std::fs::read_dir(h.outbox.path()).unwrap().count(), 5);
+    let live = t.raw_count("SELECT COUNT(*) FROM sign_in_codes WHERE consumed_at IS NULL").await;
+    assert_eq!(live, 1, "exactly one code works");
+});
