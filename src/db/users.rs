@@ -23,6 +23,23 @@ impl Role {
     pub fn manages_client(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
+
+    /// Place in a client's hierarchy: owner above admin above member. Operators are not part of a customer's
+    /// team (they act through the admin console), so they rank nowhere here.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member => 1,
+            Role::PlatformAdmin => 0,
+        }
+    }
+
+    /// Whether someone with this role may act on (reset, end the sessions of, remove) someone with `target`:
+    /// a manager, acting on a role no higher than their own.
+    pub fn may_act_on(self, target: Role) -> bool {
+        self.manages_client() && target.rank() > 0 && target.rank() <= self.rank()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -90,9 +107,30 @@ pub async fn record_sign_in(db: &Db, client_id: ClientId, id: UserId, at: DateTi
 }
 
 /// Changes a user's role within their client. `NotFound` for a user of another client.
-pub async fn set_role(db: &Db, client_id: ClientId, id: UserId, role: Role) -> Result<User, DbError> {
-    let sql = format!("UPDATE users SET role = $1 WHERE id = $2 AND client_id = $3 RETURNING {COLUMNS}");
-    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(role).bind(id).bind(client_id).fetch_one(p).await?))
+/// Gives the user `role`, unless that would leave the client without an owner (`Ok(None)`). Role changes of one
+/// client are serialised (the client's row is locked first; on SQLite, the write lock), so two owners demoting
+/// each other at once cannot both succeed.
+pub async fn set_role(db: &Db, client_id: ClientId, id: UserId, role: Role) -> Result<Option<User>, DbError> {
+    let sql = format!(
+        "UPDATE users SET role = $1 WHERE id = $2 AND client_id = $3 \
+         AND ($1 = 'owner' OR role <> 'owner' \
+              OR (SELECT COUNT(*) FROM users o WHERE o.client_id = $3 AND o.role = 'owner') > 1) \
+         RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db, |p| {
+        let mut tx = p.begin().await?;
+        let locked = sqlx::query("UPDATE clients SET id = id WHERE id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if locked == 0 {
+            return Err(DbError::NotFound);
+        }
+        let user = sqlx::query_as::<_, User>(&sql).bind(role).bind(id).bind(client_id).fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        user
+    }))
 }
 
 /// The client that platform operators belong to, if one has been created.

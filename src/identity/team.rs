@@ -1,7 +1,8 @@
 //! A client's team: inviting members, changing roles, and the platform's own operators.
 //!
-//! Only an owner or admin manages the team; only an owner makes or unmakes owners and admins, and a client
-//! always keeps at least one owner. `platform_admin` is never granted here: operators are created with
+//! Only an owner or admin manages the team; roles form a hierarchy (owner, admin, member) and nobody acts on a
+//! role above their own; only an owner makes or unmakes owners and admins, and a client always keeps at least
+//! one owner (checked atomically: two owners demoting each other at once leave one). `platform_admin` is never granted here: operators are created with
 //! `deployclaw admin create EMAIL`. Every change is audited.
 
 use serde_json::json;
@@ -130,14 +131,13 @@ impl Team {
         if before.role == role {
             return Ok(before);
         }
-        if before.role == Role::Owner {
-            let owners =
-                users::list(&self.db, manager.client_id).await?.iter().filter(|u| u.role == Role::Owner).count();
-            if owners <= 1 {
-                return Err(TeamError::Forbidden("a team needs at least one owner; make someone else owner first"));
-            }
+        if !assignable(before.role) {
+            return Err(TeamError::Forbidden("that account's role cannot be changed here"));
         }
-        let after = users::set_role(&self.db, manager.client_id, member, role).await?;
+        // The last-owner rule is checked by the update itself, atomically.
+        let Some(after) = users::set_role(&self.db, manager.client_id, member, role).await? else {
+            return Err(TeamError::Forbidden("a team needs at least one owner; make someone else owner first"));
+        };
         self.record(
             manager,
             "team.role_changed",

@@ -257,6 +257,13 @@ impl TwoFactor {
                 "you cannot reset your own two-factor here; sign in with a recovery code instead",
             ));
         }
+        if !manager.role.may_act_on(target.role) {
+            // An admin who could reset an owner's authenticator (and end their sessions) would, with the owner's
+            // mailbox, take the account over.
+            return Err(TwoFactorError::Forbidden(
+                "you cannot reset the two-factor of someone whose role is above yours",
+            ));
+        }
         totp::reset(&self.db, target.client_id, target.id).await?;
         self.sessions.revoke_all(target.client_id, target.id).await?;
         let meta = json!({ "method": "manager", "by": manager.email.as_str() });

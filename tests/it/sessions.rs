@@ -358,3 +358,50 @@ db_test!(a_burst_of_second_factor_guesses_is_evaluated_at_most_five_times, |t| {
     }
     h.two_factor.verify(&ada, &app_code(&secret, step), &here, step).await.expect("successes cost no attempts");
 });
+
+db_test!(an_admin_cannot_act_on_an_owner_and_two_owners_cannot_demote_each_other_to_none, |t| {
+    let h = harness(&t.db);
+    let store = DbSessionStore::new(t.db.clone());
+    let acme = new_client(&t.db, "acme").await;
+    let here = ctx("203.0.113.5", "Firefox");
+    let owner = users::create(&t.db, acme.id, &email("owner@acme.example"), Role::Owner).await.unwrap();
+    let admin = users::create(&t.db, acme.id, &email("admin@acme.example"), Role::Admin).await.unwrap();
+    let member = users::create(&t.db, acme.id, &email("mem@acme.example"), Role::Member).await.unwrap();
+
+    // An admin who could reset the owner's authenticator would, with the owner's mailbox, own the account.
+    let mut owners_session = record(&signed_in(acme.id, owner.id, "Firefox"), 1800);
+    store.create(&mut owners_session).await.unwrap();
+    let refused = h.two_factor.reset_for_member(&admin, owner.id, &here).await;
+    assert!(matches!(refused, Err(TwoFactorError::Forbidden(_))), "{refused:?}");
+    assert!(store.load(&owners_session.id).await.unwrap().is_some(), "the owner stays signed in");
+    // Admins act on their own level and below; nobody on themselves here.
+    let other_admin = users::create(&t.db, acme.id, &email("admin2@acme.example"), Role::Admin).await.unwrap();
+    h.two_factor.reset_for_member(&admin, member.id, &here).await.unwrap();
+    h.two_factor.reset_for_member(&admin, other_admin.id, &here).await.unwrap();
+    // Admins change no roles, and only owners add owners or admins.
+    assert!(matches!(h.team.change_role(&admin, member.id, Role::Admin, &here).await, Err(TeamError::Forbidden(_))));
+    assert!(matches!(h.team.change_role(&admin, owner.id, Role::Member, &here).await, Err(TeamError::Forbidden(_))));
+    assert!(matches!(
+        h.team.invite(&admin, &email("new@acme.example"), Role::Owner, &here).await,
+        Err(TeamError::Forbidden(_))
+    ));
+
+    // Two owners demoting each other at the same moment: one wins, the client keeps an owner.
+    let second = h.team.change_role(&owner, admin.id, Role::Owner, &here).await.unwrap();
+    for round in 0..10 {
+        let (a, b) = if round % 2 == 0 { (owner.clone(), second.clone()) } else { (second.clone(), owner.clone()) };
+        let (t1, t2) = (h.team.clone(), h.team.clone());
+        let (ha, hb) = (here.clone(), here.clone());
+        let (a_id, b_id) = (a.id, b.id);
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { t1.change_role(&a, b_id, Role::Member, &ha).await }),
+            tokio::spawn(async move { t2.change_role(&b, a_id, Role::Member, &hb).await }),
+        );
+        let owners = users::list(&t.db, acme.id).await.unwrap().iter().filter(|u| u.role == Role::Owner).count();
+        assert_eq!(owners, 1, "round {round}: {:?} / {:?}", ra.unwrap().map(|u| u.role), rb.unwrap().map(|u| u.role));
+        // Put both back for the next round (whichever is still owner promotes the other).
+        let still = users::list(&t.db, acme.id).await.unwrap().into_iter().find(|u| u.role == Role::Owner).unwrap();
+        let demoted = if still.id == owner.id { second.id } else { owner.id };
+        h.team.change_role(&still, demoted, Role::Owner, &here).await.unwrap();
+    }
+});

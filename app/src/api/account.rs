@@ -28,6 +28,8 @@ pub struct MemberRow {
     pub two_factor: bool,
     pub last_sign_in: Option<String>,
     pub is_me: bool,
+    /// Whether the caller may reset this member's two-factor: not themselves, and not a role above their own.
+    pub can_reset: bool,
 }
 
 /// The team and what the caller may do with it.
@@ -146,6 +148,7 @@ pub async fn list_team() -> Result<TeamView, AppError> {
                 .map(|u| MemberRow {
                     id: u.id.to_string(),
                     is_me: u.id == me.id,
+                    can_reset: u.id != me.id && me.role.may_act_on(u.role),
                     email: u.email.to_string(),
                     role: u.role.as_str().to_string(),
                     two_factor: u.totp_enabled,

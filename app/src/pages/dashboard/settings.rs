@@ -232,7 +232,7 @@ fn TeamTable(
                                 <td>{if m.two_factor { "On" } else { "Not set up yet" }}</td>
                                 <td>{m.last_sign_in.as_deref().map(short_time).unwrap_or_else(|| "Never".into())}</td>
                                 <td>
-                                    {(can_manage && !m.is_me && m.two_factor)
+                                    {(can_manage && m.can_reset && m.two_factor)
                                         .then(|| {
                                             view! {
                                                 <button
