@@ -174,13 +174,8 @@ async fn filters_are_checked_and_history_ranges_end() {
 #[tokio::test]
 async fn two_servers_on_one_postgres_database_share_the_live_stream() {
     use sqlx::Connection;
-    let admin =
-        std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect("DEPLOYCLAW_TEST_POSTGRES_URL (./scripts/test sets it)");
-    let name = format!("dc_test_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    let url = crate::support::fresh_postgres_url().await;
+    let (_, name) = url.rsplit_once('/').unwrap();
     let on_postgres = |c: &mut deployclaw::config::Config| {
         c.database.target = deployclaw::config::DatabaseTarget::Postgres { url: url.clone().into() };
     };
@@ -203,7 +198,7 @@ async fn two_servers_on_one_postgres_database_share_the_live_stream() {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%deployclaw_audit%'",
         )
-        .bind(&name)
+        .bind(name)
         .fetch_one(&mut listening)
         .await
         .unwrap();
@@ -222,5 +217,5 @@ async fn two_servers_on_one_postgres_database_share_the_live_stream() {
     drop(stream);
     first.stop().await;
     second.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.unwrap();
+    crate::support::drop_postgres(&url).await;
 }

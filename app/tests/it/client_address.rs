@@ -140,24 +140,30 @@ async fn each_client_has_its_own_limits_through_the_example_nginx(app: TestApp) 
     app.stop().await;
 }
 
-#[tokio::test]
-async fn through_a_trusted_proxy_each_client_has_its_own_limits_sqlite() {
-    each_client_has_its_own_limits_through_the_example_nginx(TestApp::spawn_with(trust_loopback_proxy, true).await)
-        .await;
-}
-
-#[tokio::test]
-async fn through_a_trusted_proxy_each_client_has_its_own_limits_postgres() {
+/// The app trusting a loopback proxy, on SQLite or on a fresh PostgreSQL database.
+async fn app_trusting_loopback(postgres: bool) -> TestApp {
+    if !postgres {
+        return TestApp::spawn_with(trust_loopback_proxy, true).await;
+    }
     let pg = on_fresh_postgres().await;
-    let app = TestApp::spawn_with(
+    TestApp::spawn_with(
         |c| {
             pg(c);
             trust_loopback_proxy(c);
         },
         true,
     )
-    .await;
-    each_client_has_its_own_limits_through_the_example_nginx(app).await;
+    .await
+}
+
+#[tokio::test]
+async fn through_a_trusted_proxy_each_client_has_its_own_limits_sqlite() {
+    each_client_has_its_own_limits_through_the_example_nginx(app_trusting_loopback(false).await).await;
+}
+
+#[tokio::test]
+async fn through_a_trusted_proxy_each_client_has_its_own_limits_postgres() {
+    each_client_has_its_own_limits_through_the_example_nginx(app_trusting_loopback(true).await).await;
 }
 
 async fn an_untrusted_peers_forwarding_header_is_ignored(app: TestApp) {
@@ -174,21 +180,12 @@ async fn an_untrusted_peers_forwarding_header_is_ignored(app: TestApp) {
 
 #[tokio::test]
 async fn an_untrusted_peers_forwarding_header_is_ignored_sqlite() {
-    an_untrusted_peers_forwarding_header_is_ignored(TestApp::spawn_with(trust_loopback_proxy, true).await).await;
+    an_untrusted_peers_forwarding_header_is_ignored(app_trusting_loopback(false).await).await;
 }
 
 #[tokio::test]
 async fn an_untrusted_peers_forwarding_header_is_ignored_postgres() {
-    let pg = on_fresh_postgres().await;
-    let app = TestApp::spawn_with(
-        |c| {
-            pg(c);
-            trust_loopback_proxy(c);
-        },
-        true,
-    )
-    .await;
-    an_untrusted_peers_forwarding_header_is_ignored(app).await;
+    an_untrusted_peers_forwarding_header_is_ignored(app_trusting_loopback(true).await).await;
 }
 
 /// A self-signed certificate for `127.0.0.1`, written as PEM files; the certificate's DER.

@@ -184,8 +184,8 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 /// A fresh, empty PostgreSQL database on the test server (`DEPLOYCLAW_TEST_POSTGRES_URL`, which
-/// `./scripts/test` sets), as a config tweak for [`TestApp::spawn_with`].
-pub async fn on_fresh_postgres() -> impl FnOnce(&mut Config) {
+/// `./scripts/test` sets): its URL.
+pub async fn fresh_postgres_url() -> String {
     use sqlx::Connection;
     let admin =
         std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect("DEPLOYCLAW_TEST_POSTGRES_URL (./scripts/test sets it)");
@@ -193,6 +193,20 @@ pub async fn on_fresh_postgres() -> impl FnOnce(&mut Config) {
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    format!("{base}/{name}")
+}
+
+/// Drops a database [`fresh_postgres_url`] made (whoever is still connected to it).
+pub async fn drop_postgres(url: &str) {
+    use sqlx::Connection;
+    let admin = std::env::var("DEPLOYCLAW_TEST_POSTGRES_URL").expect("DEPLOYCLAW_TEST_POSTGRES_URL");
+    let (_, name) = url.rsplit_once('/').unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.unwrap();
+}
+
+/// [`fresh_postgres_url`] as a config tweak for [`TestApp::spawn_with`].
+pub async fn on_fresh_postgres() -> impl FnOnce(&mut Config) {
+    let url = fresh_postgres_url().await;
     move |c: &mut Config| c.database.target = DatabaseTarget::Postgres { url: url.into() }
 }
