@@ -50,19 +50,27 @@ impl Agents {
         id: AgentId,
         refused: &[u32],
     ) -> Result<(u32, bool), DbError> {
+        // What the runtime's networks overlap, asked once and only when a block must be chosen.
+        let mut taken_on_host: Option<Vec<u32>> = None;
         for _ in 0..8 {
             if let Some(block) = self.get(client_id, id).await?.network_block {
                 let block = u32::try_from(block)
                     .map_err(|_| DbError::Invalid("the agent's network block is invalid".into()))?;
                 return Ok((block, false));
             }
+            if taken_on_host.is_none() {
+                taken_on_host = Some(match runtime.network_subnets().await {
+                    Ok(subnets) => subnets.iter().flat_map(|s| self.pool.overlapping(s)).collect(),
+                    // The runtime's own check when the network is created still stands behind this one.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the container runtime's networks");
+                        Vec::new()
+                    }
+                });
+            }
             let mut used = agents::used_network_blocks(&self.db).await?;
             used.extend_from_slice(refused);
-            match runtime.network_subnets().await {
-                Ok(subnets) => used.extend(subnets.iter().flat_map(|s| self.pool.overlapping(s))),
-                // The runtime's own check when the network is created still stands behind this one.
-                Err(e) => tracing::warn!(error = %e, "cannot list the container runtime's networks"),
-            }
+            used.extend(taken_on_host.iter().flatten());
             let Some(free) = self.pool.first_free(&used) else {
                 return Err(DbError::Invalid(
                     "every agent network is in use; ask the operator to enlarge the pool".into(),
