@@ -10,7 +10,18 @@ const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), ".cach
 const serverBin = process.env.E2E_SERVER_BIN ?? path.join(targetDir, "release/deployclaw");
 const siteRoot = process.env.E2E_SITE_ROOT ?? path.resolve(__dirname, "../target/site");
 const port = Number(process.env.E2E_PORT ?? 3900);
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-"));
+// This file is evaluated by the runner and again by each worker: every path a test reads is made once, by the
+// runner, and handed to the workers through the environment.
+process.env.E2E_RUN_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-"));
+const runDir = process.env.E2E_RUN_DIR;
+const dataDir = path.join(runDir, "data");
+const billingDataDir = path.join(runDir, "billing-data");
+/** The data directories of the two servers (their SQLite databases are read by leaks.spec.ts). */
+export const dataDirs = [dataDir, billingDataDir];
+/** Each server's whole log (JSON lines, level info), one file per server. */
+export const serverLogs = [path.join(runDir, "server.log"), path.join(runDir, "billing-server.log")];
+/** Every secret the journeys used, one JSON line each ({kind, value}): helpers.ts `rememberSecret`. */
+export const secretsFile = path.join(runDir, "secrets.jsonl");
 
 export const baseURL = `http://127.0.0.1:${port}`;
 
@@ -31,7 +42,6 @@ const stripeKey = process.env.E2E_STRIPE_KEY ?? `sk_test_${crypto.randomBytes(16
 const stripeSecret = process.env.E2E_STRIPE_WEBHOOK_SECRET ?? `whsec_test_${crypto.randomBytes(16).toString("hex")}`;
 process.env.E2E_STRIPE_KEY = stripeKey;
 process.env.E2E_STRIPE_WEBHOOK_SECRET = stripeSecret;
-const billingDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "deployclaw-e2e-billing-"));
 
 export default defineConfig({
   testDir: "./tests",
@@ -42,6 +52,11 @@ export default defineConfig({
   retries: 0,
   forbidOnly: true,
   reporter: [["list"]],
+  // The journeys first; then leaks.spec.ts reads what they left behind (logs, databases) for their secrets.
+  projects: [
+    { name: "journeys", testIgnore: /leaks\.spec\.ts$/ },
+    { name: "leaks", testMatch: /leaks\.spec\.ts$/, dependencies: ["journeys"] },
+  ],
   outputDir: "test-results",
   use: {
     baseURL,
@@ -72,7 +87,7 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
-      command: `"${serverBin}" admin create ${operatorEmail} && exec "${serverBin}" serve`,
+      command: `"${serverBin}" admin create ${operatorEmail} >>"${serverLogs[0]}" 2>&1 && exec "${serverBin}" serve >>"${serverLogs[0]}" 2>&1`,
       url: `${baseURL}/readyz`,
       timeout: 60_000,
       reuseExistingServer: false,
@@ -84,7 +99,7 @@ export default defineConfig({
         DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
         DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         DEPLOYCLAW_LOG__FORMAT: "json",
-        DEPLOYCLAW_LOG__FILTER: "warn",
+        DEPLOYCLAW_LOG__FILTER: "info",
         // Agent networks apart from the default pool: a DeployClaw already running on this machine keeps
         // its subnets and its firewall table.
         DEPLOYCLAW_RUNTIME__NETWORK_POOL: "10.210.0.0/16",
@@ -105,7 +120,7 @@ export default defineConfig({
       },
     },
     {
-      command: `exec "${serverBin}" serve`,
+      command: `exec "${serverBin}" serve >>"${serverLogs[1]}" 2>&1`,
       url: `${billingURL}/readyz`,
       timeout: 60_000,
       reuseExistingServer: false,
@@ -117,7 +132,7 @@ export default defineConfig({
         DEPLOYCLAW_SERVER__SITE_ROOT: siteRoot,
         DEPLOYCLAW_MAIL__SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         DEPLOYCLAW_LOG__FORMAT: "json",
-        DEPLOYCLAW_LOG__FILTER: "warn",
+        DEPLOYCLAW_LOG__FILTER: "info",
         DEPLOYCLAW_RUNTIME__NETWORK_POOL: "10.209.0.0/16",
         DEPLOYCLAW_BILLING__STRIPE_SECRET_KEY: stripeKey,
         DEPLOYCLAW_BILLING__WEBHOOK_SECRETS: `["${stripeSecret}"]`,

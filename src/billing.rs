@@ -265,7 +265,7 @@ impl Billing {
             client_id,
             Actor::User(user_id),
             "billing.checkout_started",
-            json!({ "plan": plan.id, "session": session.id }),
+            json!({ "plan": plan.id, "checkout_session": session.id }),
             Some(ctx),
         )
         .await?;

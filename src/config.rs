@@ -381,6 +381,23 @@ fn validate(raw: RawConfig, sources: Vec<String>) -> Result<Config, ConfigError>
     let billing = crate::billing::config::validate(&raw.billing)?;
     let gateway = crate::gateway::config::validate(&raw.gateway)?;
     let security = validate_security(&raw.security, &public_url)?;
+    if raw.mode == Mode::Production {
+        // Switches that open a way from the platform into its own network exist for tests and a single-machine
+        // trial; a public installation refuses to start with them.
+        if !gateway.test_upstreams.is_empty() {
+            return Err(ConfigError::invalid(
+                "gateway.test_upstreams",
+                "is for tests only: production mode never lets agents reach non-public addresses",
+            ));
+        }
+        if raw.siem.allow_private_destinations {
+            return Err(ConfigError::invalid(
+                "siem.allow_private_destinations",
+                "is not allowed in production mode: a customer's SIEM destination could reach this platform's own \
+                 network",
+            ));
+        }
+    }
 
     if raw.log.filter.trim().is_empty() {
         return Err(ConfigError::invalid("log.filter", "must not be empty (e.g. \"info\")"));

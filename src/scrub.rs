@@ -14,9 +14,14 @@ use serde_json::Value;
 /// What a scrubbed secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-/// Field names whose values are secret wherever they appear (`key=value`, `key: value`, `"key":"value"`).
-/// Matched case-insensitively as whole words, so `code` matches but `status_code` does not.
-const SECRET_KEYS: &str = r"password|passwd|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|api[_-]?key|x-api-key|access[_-]?key|private[_-]?key|master[_-]?keys?|code|otp|totp|recovery[_-]?codes?|session[_-]?id|sid";
+/// Field names whose values are secret wherever they appear (`key=value`, `key: value`, `"key":"value"`),
+/// matched case-insensitively. These also count with any prefix of words joined by `_` or `-`
+/// (`GITHUB_TOKEN=`, `DB_PASSWORD=`, `AWS_SECRET_ACCESS_KEY=`), but never with a suffix (`token_count=` is not one).
+const SECRET_KEYS: &str = r"password|passwd|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|api[_-]?key|x-api-key|access[_-]?key|private[_-]?key|master[_-]?keys?|recovery[_-]?codes?|session[_-]?id";
+
+/// Short names that are secret only as whole words: a one-time `code` (but not `status_code`), `otp`, a
+/// `session` or `sid` in a query string, and a search query `q` (it may hold anything a user typed).
+const SECRET_WORDS: &str = r"code|otp|totp|sid|session|q";
 
 /// Values that are secret by their shape alone, whatever key they come under.
 static VALUE_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
@@ -28,6 +33,22 @@ static VALUE_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{6,}", "${1}_${2}_[redacted]"),
         // LLM provider keys (OpenAI `sk-...`, `sk-proj-...`, Anthropic `sk-ant-...`, OpenRouter `sk-or-...`).
         (r"\bsk-[A-Za-z0-9_-]{8,}", "sk-[redacted]"),
+        // GitHub tokens (classic `ghp_`, OAuth `gho_`, user/server/refresh `ghu_`/`ghs_`/`ghr_`, fine-grained).
+        (r"\b(gh[pousr])_[A-Za-z0-9]{20,}", "${1}_[redacted]"),
+        (r"\bgithub_pat_[A-Za-z0-9_]{20,}", "github_pat_[redacted]"),
+        // GitLab personal access tokens.
+        (r"\bglpat-[A-Za-z0-9_-]{20,}", "glpat-[redacted]"),
+        // AWS access key ids (long-term `AKIA`, temporary `ASIA`).
+        (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "${1}[redacted]"),
+        // Slack bot, user, app and refresh tokens.
+        (r"\b(xox[abpsre])-[A-Za-z0-9-]{10,}", "${1}-[redacted]"),
+        // Google API keys.
+        (r"\bAIza[0-9A-Za-z_-]{30,}", "AIza[redacted]"),
+        // PEM private keys, whole (or from their first line on, when the end was cut off).
+        (
+            r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----(?s:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+            "-----BEGIN ${1}PRIVATE KEY-----[redacted]",
+        ),
         // DeployClaw project API keys and agent gateway tokens.
         (r"\bdc(p|a)_[A-Za-z0-9_-]{8,}", "dc${1}_[redacted]"),
         // JSON Web Tokens.
@@ -48,8 +69,10 @@ static WHOLE_VALUE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `key=value`, `key: value`, `"key": "value"` for the keys in [`SECRET_KEYS`].
 static KEY_VALUE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r#"(?i)(^|[^A-Za-z0-9_-])({SECRET_KEYS})("?\s*[:=]\s*"?)([^"\s,;&}}\]]+)"#))
-        .expect("valid key/value pattern")
+    Regex::new(&format!(
+        r#"(?i)(^|[^A-Za-z0-9_-])((?:[A-Za-z0-9]+[_-])*(?:{SECRET_KEYS})|{SECRET_WORDS})("?\s*[:=]\s*"?)([^"\s,;&}}\]]+)"#
+    ))
+    .expect("valid key/value pattern")
 });
 
 /// Returns `text` with every recognised secret replaced by [`REDACTED`]. Borrows when nothing matched.
@@ -82,7 +105,9 @@ pub fn scrub_text(text: &str) -> Cow<'_, str> {
 /// True when `key` names a field whose value must never be recorded (compared case-insensitively).
 pub fn is_secret_key(key: &str) -> bool {
     static EXACT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!("(?i)^(?:{SECRET_KEYS}|cookie|set-cookie|authorization|proxy-authorization)$"))
+        Regex::new(&format!(
+            "(?i)^(?:(?:[A-Za-z0-9]+[_-])*(?:{SECRET_KEYS})|{SECRET_WORDS}|cookie|set-cookie|authorization|proxy-authorization)$"
+        ))
             .expect("valid")
     });
     EXACT.is_match(key)
@@ -151,6 +176,49 @@ mod tests {
         assert_scrubbed("GET /login/verify?email=a@b.c&code=493817", "493817");
         assert_scrubbed(r#"{"code":"493817"}"#, "493817");
         assert_scrubbed("totp=123456 accepted", "123456");
+    }
+
+    #[test]
+    fn prefixed_secret_names_are_redacted_and_suffixed_ones_are_not() {
+        assert_scrubbed("GITHUB_TOKEN=abcdef123456", "abcdef123456");
+        assert_scrubbed("DB_PASSWORD=hunter2hunter2", "hunter2hunter2");
+        assert_scrubbed("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCY", "wJalrXUtnFEMIK7MDENGbPxRfiCY");
+        assert_scrubbed(r#"{"stripe-api-key": "abcdefgh"}"#, "abcdefgh");
+        let line = "token_count=12 status_code=200 max_tokens=300 secret_name=github_token";
+        assert_eq!(scrub_text(line), line);
+        assert!(is_secret_key("GITHUB_TOKEN") && is_secret_key("db-password") && !is_secret_key("status_code"));
+    }
+
+    #[test]
+    fn session_ids_and_search_queries_in_urls_are_redacted() {
+        assert_scrubbed("GET /dashboard?session=0192abcd-77&tab=agents", "0192abcd-77");
+        assert_scrubbed("GET /audit?q=ada%40example.com&page=2", "ada%40example.com");
+        assert!(scrub_text("GET /audit?q=x&page=2").contains("page=2"));
+    }
+
+    #[test]
+    fn well_known_token_formats_are_redacted() {
+        // Each made-up value below has the shape of a real token (built at run time, so no scanner flags it).
+        let cases = [
+            format!("ghp_{}", "A".repeat(36)),
+            format!("gho_{}", "b1".repeat(18)),
+            format!("github_pat_{}", "11ABCDEFG0_xyz".repeat(4)),
+            format!("glpat-{}", "x1Y2z3".repeat(4)),
+            format!("AKIA{}", "IOSFODNN7EXAMPLE"),
+            format!("xoxb-{}", "1234567890-abcdefghij"),
+            format!("xoxp-{}", "1234567890-abcdefghij"),
+            format!("AIza{}", "SyA-1234567890abcdefghijklmnopqrstu"),
+        ];
+        for token in &cases {
+            let secret = &token[token.len() - 12..];
+            assert_scrubbed(&format!("agent said: using {token} now"), secret);
+        }
+        let pem =
+            format!("-----BEGIN {0}PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END {0}PRIVATE KEY-----", "RSA ");
+        assert_scrubbed(&format!("key file: {pem} done"), "MIIEvQIBADANBgkqhkiG9w0B");
+        assert!(scrub_text(&format!("key file: {pem} done")).ends_with(" done"));
+        let cut = format!("-----BEGIN {}PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B", "");
+        assert_scrubbed(&cut, "MIIEvQIBADANBgkqhkiG9w0B");
     }
 
     #[test]

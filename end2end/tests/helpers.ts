@@ -2,7 +2,7 @@ import { Page, expect } from "@playwright/test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as crypto from "node:crypto";
-import { maildir } from "../playwright.config";
+import { maildir, secretsFile } from "../playwright.config";
 
 /** Collects console errors and CSP violations for the whole test; assert on them at the end. */
 export function watchConsole(page: Page): string[] {
@@ -12,6 +12,18 @@ export function watchConsole(page: Page): string[] {
   });
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
   return problems;
+}
+
+/** Notes a secret this run used (a code, a seed, a cookie, a key): leaks.spec.ts fails if it appears in a server's
+ * log or in a database file. */
+export function rememberSecret(kind: string, value: string) {
+  if (!value) throw new Error(`an empty ${kind} cannot be looked for`);
+  fs.appendFileSync(secretsFile, JSON.stringify({ kind, value }) + "\n");
+}
+
+/** Remembers the cookies of `page`'s context (the session cookie among them) as secrets. */
+export async function rememberCookies(page: Page) {
+  for (const c of await page.context().cookies()) rememberSecret(`cookie ${c.name}`, c.value);
 }
 
 /** Saves a full-page screenshot under end2end/screenshots/. */
@@ -60,6 +72,7 @@ export async function mailedCode(to: string, mark: Set<string>): Promise<string>
       { timeout: 30_000, message: `a sign-in code mailed to ${to}` },
     )
     .toBeTruthy();
+  rememberSecret("sign-in code", code!);
   return code!;
 }
 
@@ -92,7 +105,9 @@ export function totpCode(secret: string, step = totpStep()): string {
   counter.writeBigUInt64BE(BigInt(step));
   const mac = crypto.createHmac("sha1", base32Decode(secret)).update(counter).digest();
   const offset = mac[mac.length - 1] & 0x0f;
-  return ((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).toString().padStart(6, "0");
+  const code = ((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).toString().padStart(6, "0");
+  rememberSecret("TOTP code", code);
+  return code;
 }
 
 /** Seconds a TOTP code must still have in its step when it is typed: a code is never raced against the step's
@@ -135,5 +150,7 @@ export async function enrolAuthenticator(page: Page): Promise<{ secret: string; 
   const list = page.getByTestId("recovery-codes").locator("li");
   await expect(list).toHaveCount(10);
   const codes = (await list.allTextContents()).map((c) => c.trim());
+  rememberSecret("TOTP seed", secret);
+  for (const c of codes) rememberSecret("recovery code", c);
   return { secret, step, codes };
 }

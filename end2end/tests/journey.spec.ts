@@ -1,9 +1,12 @@
 import { test, expect, Page } from "@playwright/test";
+import { execFileSync } from "node:child_process";
 import {
   enrolAuthenticator,
   enterEmailAndCode,
   mailMark,
   nextTotpStep,
+  rememberCookies,
+  rememberSecret,
   screenshot,
   subjectsTo,
   totpCode,
@@ -66,7 +69,10 @@ async function signedInPage(page: Page) {
 let savedCookies: Awaited<ReturnType<ReturnType<Page["context"]>["cookies"]>> = [];
 
 test.afterEach(async ({ page }) => {
-  if (page.url().includes("/dashboard")) savedCookies = await page.context().cookies();
+  if (page.url().includes("/dashboard")) {
+    savedCookies = await page.context().cookies();
+    await rememberCookies(page);
+  }
 });
 
 test("the dashboard hydrates, asks the server for its status, and reaches every customer area", async ({ page }) => {
@@ -165,6 +171,7 @@ test("the owner configures an agent and stores a key it can use, never seeing th
   const card = page.getByTestId("credentials");
   await expect(card.getByTestId("no-credentials")).toBeVisible();
   const secretValue = `sk-e2e-${run}-never-shown`;
+  rememberSecret("provider key", secretValue);
   await page.getByLabel("Name", { exact: true }).fill("openai_api_key");
   await page.getByLabel("Value").fill(secretValue);
   await page.getByTestId("save-credential").click();
@@ -196,6 +203,13 @@ test("the owner deploys a test agent, sees it become healthy, stops it and delet
   // The page polls while the agent starts: no reload needed.
   await expect(row.getByTestId("agent-state")).toHaveText("Running · healthy", { timeout: 30_000 });
   console.log(`deploy to healthy in the browser: ${Date.now() - started} ms`);
+  // The agent's gateway token, as the runtime holds it, is one of the secrets no log or database may show.
+  const agentId = (await row.getByRole("link", { name: "probe" }).getAttribute("href"))!.split("/").pop()!;
+  const container = execFileSync("podman", ["ps", "-q", "--filter", `label=deployclaw.agent=${agentId}`]).toString().trim();
+  const env: string[] = JSON.parse(execFileSync("podman", ["inspect", "--format", "{{json .Config.Env}}", container]).toString());
+  const token = env.find((e) => e.startsWith("DEPLOYCLAW_AGENT_TOKEN="))?.split("=")[1];
+  expect(token, "the agent has a gateway token").toBeTruthy();
+  rememberSecret("agent token", token!);
   await screenshot(page, "agent-running");
   // Its own page: state, resource charts, log lines.
   await row.getByRole("link", { name: "probe" }).click();

@@ -260,6 +260,29 @@ fn siem_destinations_are_public_only_unless_switched_on() {
 }
 
 #[test]
+fn production_refuses_the_switches_that_open_the_platforms_own_network() {
+    let production = [
+        ("DEPLOYCLAW_MODE", "production"),
+        ("DEPLOYCLAW_SERVER__PUBLIC_URL", "https://deployclaw.example"),
+        ("DEPLOYCLAW_SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+        ("DATABASE_URL", "postgres://u@db/x"),
+        ("DEPLOYCLAW_MAIL__SMTP_URL", "smtps://smtp.example:465"),
+    ];
+    assert!(load(&production).is_ok());
+    for (key, value, named) in [
+        ("DEPLOYCLAW_GATEWAY__TEST_UPSTREAMS", r#"["127.0.0.1:9000"]"#, "gateway.test_upstreams"),
+        ("DEPLOYCLAW_SIEM__ALLOW_PRIVATE_DESTINATIONS", "true", "siem.allow_private_destinations"),
+    ] {
+        let mut env = production.to_vec();
+        env.push((key, value));
+        let err = load(&env).unwrap_err().to_string();
+        assert!(err.contains(named), "{key}: {err}");
+        // Embedded mode (tests, a trial on one machine) keeps them.
+        assert!(load(&[(key, value)]).is_ok(), "{key} in embedded mode");
+    }
+}
+
+#[test]
 fn gateway_test_upstreams_are_exact_addresses_and_empty_by_default() {
     let c = load(&[]).unwrap();
     assert!(c.gateway.test_upstreams.is_empty());

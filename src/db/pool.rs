@@ -67,10 +67,53 @@ impl MigrationStatus {
 pub enum ConnectError {
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("cannot make the database file {path} readable by its owner only: {source}")]
+    DataFile { path: String, source: std::io::Error },
     #[error("cannot connect to the {backend} database ({target}): {source}")]
     Connect { backend: &'static str, target: String, source: sqlx::Error },
     #[error("database migration failed on {backend}: {source}")]
     Migrate { backend: &'static str, source: sqlx::migrate::MigrateError },
+}
+
+/// The data directory holds the database (and, in embedded mode, the master keys and the outbox): created
+/// readable by its owner only, and tightened to that if it exists with wider permissions.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::info!(dir = %dir.display(), "data directory made readable by its owner only (0700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The SQLite file: created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the same
+/// mode), and tightened to 0600 if it exists with wider permissions.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for file in [path.to_path_buf(), suffixed(path, "-wal"), suffixed(path, "-shm")] {
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn suffixed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 impl Db {
@@ -82,9 +125,11 @@ impl Db {
         let pool = match target {
             DatabaseTarget::Sqlite { path } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
+                    private_dir(dir)
                         .map_err(|source| ConnectError::DataDir { path: dir.display().to_string(), source })?;
                 }
+                private_file(path)
+                    .map_err(|source| ConnectError::DataFile { path: path.display().to_string(), source })?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)

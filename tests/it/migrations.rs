@@ -178,3 +178,40 @@ async fn agents_and_their_credentials_survive_the_lifecycle_migration_on_sqlite(
 async fn agents_and_their_credentials_survive_the_lifecycle_migration_on_postgres() {
     agents_and_their_credentials_survive_the_lifecycle_migration(Which::Postgres).await;
 }
+
+#[tokio::test]
+async fn the_sqlite_data_directory_and_files_are_readable_by_their_owner_only() {
+    use deployclaw::db::config::{DatabaseConfig, DatabaseTarget};
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let connect = |path: std::path::PathBuf| async move {
+        let config = DatabaseConfig {
+            target: DatabaseTarget::Sqlite { path },
+            max_connections: 2,
+            connect_timeout: std::time::Duration::from_secs(10),
+        };
+        let db = deployclaw::db::Db::connect(&config).await.unwrap();
+        db.migrate().await.unwrap();
+        db
+    };
+
+    // Created fresh: the folder 0700, the database and its write-ahead log 0600, whatever the umask.
+    let dir = root.path().join("data");
+    let db = connect(dir.join("deployclaw.db")).await;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("deployclaw.db")), 0o600);
+    assert_eq!(mode(&dir.join("deployclaw.db-wal")), 0o600);
+    db.close().await;
+
+    // Found with wider permissions (an older install, a copied backup): tightened at start.
+    let old = root.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(old.join("deployclaw.db"), b"").unwrap();
+    std::fs::set_permissions(old.join("deployclaw.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = connect(old.join("deployclaw.db")).await;
+    assert_eq!(mode(&old), 0o700);
+    assert_eq!(mode(&old.join("deployclaw.db")), 0o600);
+    db.close().await;
+}

@@ -78,6 +78,16 @@ db_test!(credentials_round_trip_and_every_step_is_audited, |t| {
     // The database holds no plaintext either.
     let row = credentials::get(&t.db, acme.client, acme.agent, "openai_key").await.unwrap();
     assert!(!row.ciphertext.windows(9).any(|w| w == b"ROUNDTRIP"));
+    // Nor do the bytes on disk: on SQLite the write sits in the write-ahead log until a checkpoint, so both
+    // files are read (the WAL must hold something, or this check would prove nothing).
+    if let Some(path) = t.sqlite_path() {
+        let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+        for file in [&path, &wal] {
+            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(!bytes.windows(9).any(|w| w == b"ROUNDTRIP"), "plaintext in {}", file.display());
+        }
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "the write-ahead log was read");
+    }
 
     let value = vault
         .decrypt(Actor::Platform, acme.client, acme.agent, &name("openai_key"), DecryptPurpose::InjectIntoAgent)
