@@ -15,7 +15,7 @@ use super::settings::{RetentionChange, RetentionSetting};
 use super::siem::{Destination, DestinationId};
 use super::{Actor, AuditEvent, NewEvent};
 use crate::context::RequestContext;
-use crate::db::{AuditEventId, ClientId, Db, DbError};
+use crate::db::{AuditEventId, ClientId, Db, DbError, UserId};
 use crate::keys::keyring::Keyring;
 
 #[derive(Clone)]
@@ -40,6 +40,24 @@ impl Audit {
 
     /// Appends one event to its client's chain (metadata scrubbed; see [`super::append`]).
     pub async fn append(&self, event: NewEvent) -> Result<AuditEventId, DbError> {
+        super::append(&self.db, event).await
+    }
+
+    /// Records that `user` of `client` was refused `what` (the path they asked for): `reason` is `not_found` (another
+    /// client's record, or none at all - the caller cannot tell which, the trail does not either) or `forbidden`
+    /// (their role does not allow it). In the caller's own trail, never in the owner's of what was asked for.
+    pub async fn access_denied(
+        &self,
+        client: ClientId,
+        user: UserId,
+        what: &str,
+        reason: &'static str,
+        ctx: &RequestContext,
+    ) -> Result<AuditEventId, DbError> {
+        let event = NewEvent::new(Some(client), Actor::User(user), super::ActionType::known("access.denied"))
+            .target(what)
+            .metadata(serde_json::json!({ "reason": reason }))
+            .request(ctx);
         super::append(&self.db, event).await
     }
 

@@ -81,6 +81,16 @@ pub async fn get(db: &Db, client_id: ClientId, id: UserId) -> Result<User, DbErr
     Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
 }
 
+/// The user `id` of `client_id`, unless that client is suspended: what a signed-in session stands for, read on
+/// every request, so a session that outlived (or raced) a suspension is worth nothing.
+pub async fn get_unless_suspended(db: &Db, client_id: ClientId, id: UserId) -> Result<User, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1 AND client_id = $2 \
+         AND NOT EXISTS (SELECT 1 FROM clients WHERE clients.id = users.client_id AND clients.status = 'suspended')"
+    );
+    Ok(on_pool!(db, |p| sqlx::query_as::<_, User>(&sql).bind(id).bind(client_id).fetch_one(p).await?))
+}
+
 /// The users of `client_id`, oldest first.
 pub async fn list(db: &Db, client_id: ClientId) -> Result<Vec<User>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE client_id = $1 ORDER BY created_at, id");

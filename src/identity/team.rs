@@ -42,9 +42,10 @@ impl Team {
     }
 
     /// The user `user_id` of `client_id` (a signed-in session's user, re-read on every request so that a
-    /// changed role or a removed member counts at once).
+    /// changed role, a removed member or a suspended client counts at once). A suspended client's users are
+    /// [`DbError::NotFound`]: a session created in a race with the suspension signs nobody in.
     pub async fn member(&self, client_id: ClientId, user_id: UserId) -> Result<User, DbError> {
-        users::get(&self.db, client_id, user_id).await
+        users::get_unless_suspended(&self.db, client_id, user_id).await
     }
 
     /// Everyone in `client_id`.

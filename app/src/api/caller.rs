@@ -43,9 +43,34 @@ pub fn fail(e: AppError) -> AppError {
     e
 }
 
-/// Runs a server function body, mapping its error to the matching HTTP status.
+/// Runs a server function body, mapping its error to the matching HTTP status. A signed-in caller refused
+/// something - another client's record (404) or what their role does not allow (403) - is recorded in their own
+/// client's audit trail as `access.denied`.
 pub async fn respond<T>(body: impl std::future::Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
-    body.await.map_err(fail)
+    match body.await {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let reason = match &e {
+                AppError::NotFound => Some("not_found"),
+                AppError::Forbidden(_) => Some("forbidden"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                record_denial(reason).await;
+            }
+            Err(fail(e))
+        }
+    }
+}
+
+/// See [`respond`]. A failure to record is logged; the caller still gets the refusal.
+async fn record_denial(reason: &'static str) {
+    let Ok(caller) = Caller::current().await else { return };
+    let Some((client, user)) = caller.auth.as_ref().and_then(|a| a.signed_in()) else { return };
+    let path = use_context::<http::request::Parts>().map(|p| p.uri.path().to_string()).unwrap_or_default();
+    if let Err(e) = caller.platform.audit().access_denied(client, user, &path, reason, &caller.ctx).await {
+        tracing::warn!(error = %e, "could not record a refused request in the audit trail");
+    }
 }
 
 impl Caller {

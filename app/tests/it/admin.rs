@@ -165,3 +165,27 @@ async fn operators_never_see_credential_values() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_created_in_a_race_with_a_suspension_is_refused_on_its_next_request() {
+    let app = TestApp::spawn().await;
+    let owner = app.user(None, "owner@acme.example", Role::Owner).await;
+    let browser = app.sign_in_as(&owner, chrono::Duration::seconds(5)).await;
+    assert_eq!(app.call("me", Some(&browser.cookie), &[]).await.status(), 200);
+    // The race: suspending ends the client's sessions, but this one is created (or survives) past that moment.
+    // Here the suspension is written directly, ending no session at all.
+    let db = app.platform.db_for_tests();
+    deployclaw::db::clients::set_status(
+        db,
+        owner.client_id,
+        deployclaw::db::clients::ClientStatus::Suspended,
+        Some("race"),
+    )
+    .await
+    .unwrap();
+    for endpoint in ["me", "list_agents", "list_team"] {
+        let res = app.call(endpoint, Some(&browser.cookie), &[]).await;
+        assert_eq!(res.status(), 401, "{endpoint}: a suspended client's session signs nobody in");
+    }
+    app.stop().await;
+}

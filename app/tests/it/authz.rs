@@ -503,8 +503,46 @@ async fn each_server_function_admits_exactly_who_it_should() {
     }
     assert!(failures.is_empty(), "authorization table mismatches:\n{}", failures.join("\n"));
 
-    // What the allowed calls did stayed inside each caller's own client.
+    // Every refusal of a signed-in caller - another client's record (404) or a role that does not allow it
+    // (403) - is in the caller's own trail as `access.denied`, naming what was asked for; none in anyone else's.
     let db = world.app.platform.db_for_tests();
+    let mut per_client: std::collections::BTreeMap<String, usize> = Default::default();
+    for who in [OtherOwner, Member, PlatformAdmin, Owner] {
+        let browser = world.browser(who).unwrap();
+        let mut want: Vec<String> = table()
+            .iter()
+            .filter(|row| matches!((row.expect)(who), 403 | 404))
+            // Calls made once the caller's session had ended (the member's by the reset of their second factor,
+            // the other owner's by the suspension) are refusals of nobody signed in.
+            .filter(|row| match who {
+                Member => !matches!(row.endpoint, "admin_suspend_client" | "admin_unsuspend_client"),
+                OtherOwner => row.endpoint != "admin_unsuspend_client",
+                _ => true,
+            })
+            .map(|row| format!("/api/fn/{}", row.endpoint))
+            .collect();
+        *per_client.entry(browser.user.client_id.to_string()).or_default() += want.len();
+        let events = deployclaw::audit::recent(db, browser.user.client_id, None, 500).await.unwrap();
+        let mut got: Vec<String> = events
+            .iter()
+            .filter(|e| e.action_type == "access.denied" && e.actor_id == Some(browser.user.id.as_uuid()))
+            .map(|e| {
+                let reason = e.metadata.0["reason"].as_str().unwrap_or_default().to_string();
+                assert!(matches!(reason.as_str(), "not_found" | "forbidden"), "{who:?}: {reason}");
+                e.target.clone().unwrap_or_default()
+            })
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{who:?}: one access.denied per refused call, in their own client's trail");
+    }
+    for (client, want) in per_client {
+        let events = deployclaw::audit::recent(db, client.parse().unwrap(), None, 500).await.unwrap();
+        let denials = events.iter().filter(|e| e.action_type == "access.denied").count();
+        assert_eq!(denials, want, "client {client}: no refusal of anyone else's lands in this trail");
+    }
+
+    // What the allowed calls did stayed inside each caller's own client.
     let acme = deployclaw::db::users::list(db, world.owner.user.client_id).await.unwrap();
     let globex = deployclaw::db::users::list(db, world.other_owner.user.client_id).await.unwrap();
     assert!(acme.iter().any(|u| u.email.as_str() == "invitee-owner@acme.example"));
