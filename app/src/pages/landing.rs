@@ -2,36 +2,50 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::components::Brand;
+use crate::security::PRIMITIVES;
 
-struct Pillar {
-    title: &'static str,
-    body: &'static str,
+/// One claim of the landing page. Each names the section of /security (a primitive) that shows how it is done,
+/// with the code behind it; the page shows that section's status next to the claim, so a claim can never look
+/// more finished than /security says it is. Tests: `pages::landing_claims_point_at_security_sections_and_show_their_status`
+/// and `pages::the_landing_page_names_exactly_the_keys_the_gateway_keeps_from_agents`.
+pub struct Pillar {
+    pub title: &'static str,
+    pub body: &'static str,
+    /// The id of a primitive in `security/references.toml` (its section on /security), or `threats` (the
+    /// threat model).
+    pub primitive: &'static str,
 }
 
-const PILLARS: &[Pillar] = &[
+pub const PILLARS: &[Pillar] = &[
     Pillar {
         title: "Isolated by default",
-        body: "Every agent runs in its own container on its own network: non-root, read-only filesystem, all capabilities dropped, memory, CPU and process limits from your plan.",
+        body: "Every agent runs in its own container on its own network: non-root, read-only filesystem, all capabilities dropped, memory and CPU limits from your plan and a fixed process limit.",
+        primitive: "isolation",
     },
     Pillar {
-        title: "Keys you never hand to the agent",
-        body: "Provider keys and OAuth tokens are sealed with AES-256-GCM under a key derived for your account alone. The gateway injects them per call; the agent never holds them.",
+        title: "Model keys you never hand to the agent",
+        body: "Every credential is sealed with AES-256-GCM under a key derived for your account alone. Your model provider keys (openai_api_key, anthropic_api_key) stay with the gateway, which adds them to each model call: the agent never holds them. Other credentials, such as OAuth tokens, are given to the agent when it starts.",
+        primitive: "credentials",
     },
     Pillar {
         title: "Permissions the platform enforces",
-        body: "Outbound traffic leaves only through our egress gateway, which checks each agent's domain allowlist, per-scope rate limits and daily spend cap. A prompt-injected agent cannot talk its way past them.",
+        body: "Outbound traffic leaves only through our egress gateway, which checks each agent's domain allowlist, its rate limits per scope and its daily spend cap. A prompt-injected agent cannot talk its way past them.",
+        primitive: "egress",
     },
     Pillar {
         title: "An audit trail nobody can quietly edit",
-        body: "Every agent action, sign-in, credential use and operator access is appended to a hash-chained log you can watch live and verify yourself.",
+        body: "Every agent connection and model call, sign-in, credential use and operator access is appended to a hash-chained log you can watch live and verify yourself.",
+        primitive: "audit",
     },
     Pillar {
         title: "No passwords to phish",
         body: "Sign in with a one-time code sent to your email, then your authenticator app. Two factors, always, for every account. Deploys and key changes ask for a fresh second factor.",
+        primitive: "auth",
     },
     Pillar {
         title: "Honest about the gaps",
         body: "We publish each threat, its blast radius, our mitigation and whether it is handled, partial or a gap, with links to the code that implements it.",
+        primitive: "threats",
     },
 ];
 
@@ -82,6 +96,7 @@ pub fn LandingPage() -> impl IntoView {
                                 <li class="card">
                                     <h3>{p.title}</h3>
                                     <p>{p.body}</p>
+                                    <PillarEvidence primitive=p.primitive title=p.title />
                                 </li>
                             }
                         })
@@ -111,5 +126,19 @@ pub fn LandingPage() -> impl IntoView {
                 "DeployClaw · self-hostable · built in Rust · " <a href="/security">"Security and threat model"</a>
             </p>
         </footer>
+    }
+}
+
+/// "How" link to the claim's section of /security, with that section's status badge.
+#[component]
+fn PillarEvidence(primitive: &'static str, title: &'static str) -> impl IntoView {
+    let status = PRIMITIVES.iter().find(|p| p.id == primitive).map(|p| p.status);
+    view! {
+        <p class="pillar-evidence">
+            <a href=format!("/security#{primitive}") aria-label=format!("{title}: how, with the code")>
+                "How, with the code"
+            </a>
+            {status.map(|s| view! { " " <span class=s.class()>{s.label()}</span> })}
+        </p>
     }
 }

@@ -68,3 +68,58 @@ async fn unknown_pages_are_a_real_404() {
     assert_eq!(res.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn landing_claims_point_at_security_sections_and_show_their_status() {
+    use deployclaw_app::pages::PILLARS;
+    use deployclaw_app::security::PRIMITIVES;
+    let app = TestApp::spawn().await;
+    let landing = app.get("/").await.text().await.unwrap();
+    let security = app.get("/security").await.text().await.unwrap();
+    for pillar in PILLARS {
+        // The section exists on /security (whose references the security-page test checks against the code).
+        assert!(
+            security.contains(&format!("id=\"{}\"", pillar.primitive)),
+            "{}: no section {}",
+            pillar.title,
+            pillar.primitive
+        );
+        assert!(landing.contains(&format!("href=\"/security#{}\"", pillar.primitive)), "{}: no link", pillar.title);
+        // A primitive's status is shown beside the claim, so "partial" on /security is "partial" here too.
+        if let Some(p) = PRIMITIVES.iter().find(|p| p.id == pillar.primitive) {
+            let card = landing
+                .split(&format!("<h3>{}</h3>", pillar.title))
+                .nth(1)
+                .and_then(|rest| rest.split("</li>").next())
+                .unwrap();
+            assert!(
+                card.contains(&format!(">{}</span>", p.status.label())),
+                "{}: status {} not shown",
+                pillar.title,
+                p.status.label()
+            );
+        } else {
+            assert_eq!(
+                pillar.primitive, "threats",
+                "{}: only the threat model is a section without a status",
+                pillar.title
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_landing_page_names_exactly_the_keys_the_gateway_keeps_from_agents() {
+    use deployclaw::gateway::Provider;
+    // Every credential name the landing page mentions is one the gateway holds back (and only those are said to
+    // stay with the gateway): a credential the agent is given must never be promised as kept from it.
+    let named: std::collections::BTreeSet<&str> = deployclaw_app::pages::PILLARS
+        .iter()
+        .flat_map(|p| p.body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.ends_with("_key") || w.ends_with("_token"))
+        .collect();
+    let held: std::collections::BTreeSet<&str> = Provider::ALL.iter().map(|p| p.credential_name()).collect();
+    assert_eq!(named, held);
+    assert!(named.iter().all(|n| Provider::holds(n)));
+}
