@@ -104,6 +104,37 @@ impl World {
         }
     }
 
+    /// What `who` must never read in an answer: the ids, names and addresses of a client not theirs. (Operators
+    /// are not checked: reading every client is their console's job.)
+    fn not_theirs(&self, who: Who) -> Vec<String> {
+        let acme = || {
+            vec![
+                self.owner.user.client_id.to_string(),
+                self.owner.user.id.to_string(),
+                self.owner.user.email.to_string(),
+                self.member.user.id.to_string(),
+                self.member.user.email.to_string(),
+                self.agent.clone(),
+                self.spare_agent.clone(),
+                self.siem_destination.clone(),
+                self.owner_other_session.clone(),
+            ]
+        };
+        let globex = || {
+            vec![
+                self.other_owner.user.client_id.to_string(),
+                self.other_owner.user.id.to_string(),
+                self.other_owner.user.email.to_string(),
+            ]
+        };
+        match who {
+            Anonymous => acme().into_iter().chain(globex()).collect(),
+            Member | Owner => globex(),
+            OtherOwner => acme(),
+            PlatformAdmin => Vec::new(),
+        }
+    }
+
     fn browser(&self, who: Who) -> Option<&Browser> {
         match who {
             Anonymous => None,
@@ -495,9 +526,13 @@ async fn each_server_function_admits_exactly_who_it_should() {
             let res = world.app.call(row.endpoint, cookie, &pairs).await;
             let status = res.status().as_u16();
             let want = (row.expect)(who);
+            let body = res.text().await.unwrap_or_default();
             if status != want {
-                let body = res.text().await.unwrap_or_default();
                 failures.push(format!("{} as {who:?}: got {status}, want {want}: {body}", row.endpoint));
+            }
+            // Bodies too: an answer never carries another client's ids, names or addresses.
+            if let Some(leak) = world.not_theirs(who).into_iter().find(|s| body.contains(s.as_str())) {
+                failures.push(format!("{} as {who:?}: the answer ({status}) names {leak}: {body}", row.endpoint));
             }
         }
     }
